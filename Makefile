@@ -1,0 +1,51 @@
+# SatuID: `make demo` runs the identity provider and two example portals; `make test` runs every test.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+FLASK := $(VENV)/bin/flask --app wsgi
+IDP_PORT ?= 5000
+HEALTH_PORT ?= 5001
+SOCIAL_PORT ?= 5002
+export IDP_ISSUER ?= http://127.0.0.1:$(IDP_PORT)
+
+.PHONY: install browser demo test lint bench clean
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+	$(PY) -m idp.i18n compile
+
+# Debian's chromium for the browser tests (Playwright's own browser download cannot work offline).
+browser:
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
+	  else sudo apt-get update -q && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; fi; }
+
+demo: install
+	$(FLASK) db upgrade
+	$(FLASK) seed-demo
+	@echo "SatuID on $(IDP_ISSUER); portals on http://127.0.0.1:$(HEALTH_PORT) and http://127.0.0.1:$(SOCIAL_PORT)"
+	@trap 'kill 0' INT TERM EXIT; \
+	$(VENV)/bin/gunicorn --workers 2 --bind 127.0.0.1:$(IDP_PORT) --access-logfile - wsgi:app & \
+	$(PY) -m clients.run health --port $(HEALTH_PORT) & \
+	$(PY) -m clients.run social --port $(SOCIAL_PORT) & \
+	wait
+
+test: install browser
+	$(VENV)/bin/ruff check .
+	$(PY) -m pytest -n 2 --dist loadfile $(PYTEST_ARGS)
+
+lint: install
+	$(VENV)/bin/ruff check .
+
+bench: install
+	$(PY) bench/login.py
+	$(PY) bench/oidc_flow.py
+
+clean:
+	rm -rf $(VENV) instance test-artifacts

@@ -1,0 +1,1 @@
+"""The citizen's own pages: profile, sessions, security, consents and activity."""

@@ -1,0 +1,1 @@
+"""Login, SSO sessions, second factors, levels of assurance and lockout."""

@@ -1,0 +1,36 @@
+"""Operator commands for SSO sessions."""
+
+from __future__ import annotations
+
+import click
+from flask import current_app
+from flask.cli import AppGroup
+from sqlalchemy import select
+
+sessions_cli = AppGroup("sessions", help="Citizens' SSO sessions.")
+
+
+@sessions_cli.command("end")
+@click.argument("nik")
+@click.option("--reason", default="operator", show_default=True)
+def end_sessions(nik: str, reason: str) -> None:
+    """End every SSO session of the citizen with NIK (back-channel logout reaches their portals)."""
+    from idp import audit
+    from idp.auth import session as sso
+    from idp.db import get_session
+    from idp.models import Citizen
+
+    citizen = get_session().scalar(select(Citizen).where(Citizen.nik == nik.strip()))
+    if citizen is None:
+        raise click.ClickException("no citizen with that NIK")
+    with current_app.test_request_context():
+        from flask import g
+
+        g.sso = None
+        ended = sso.end_all(str(citizen.id), reason=reason)
+    audit.append("sessions_ended", actor="operator", citizen_id=citizen.id, count=ended,
+                 reason=reason)
+    click.echo(f"ended {ended} session(s)")
+
+
+COMMANDS = [sessions_cli]

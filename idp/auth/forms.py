@@ -1,0 +1,54 @@
+"""Login and password forms (Flask-WTF: CSRF on every one)."""
+
+from __future__ import annotations
+
+from flask_babel import lazy_gettext as _l
+from flask_wtf import FlaskForm
+from wtforms import HiddenField, PasswordField, StringField
+from wtforms.validators import DataRequired, EqualTo, Length
+
+from idp.identity import passwords
+
+
+class LoginForm(FlaskForm):
+    nik = StringField(_l("NIK (16 digits, as on your KTP)"),
+                      validators=[DataRequired(message=_l("Enter your NIK.")), Length(max=32)])
+    password = PasswordField(_l("Password"),
+                             validators=[DataRequired(message=_l("Enter your password.")),
+                                         Length(max=passwords.MAX_LENGTH)])
+    interaction = HiddenField()
+    next = HiddenField()
+
+
+class ForgotPasswordForm(FlaskForm):
+    nik = StringField(_l("NIK (16 digits, as on your KTP)"),
+                      validators=[DataRequired(message=_l("Enter your NIK.")), Length(max=32)])
+
+
+class NewPasswordForm(FlaskForm):
+    password = PasswordField(
+        _l("New password"),
+        validators=[DataRequired(message=_l("Choose a password.")), Length(max=passwords.MAX_LENGTH)],
+    )
+    confirm = PasswordField(
+        _l("Repeat the new password"),
+        validators=[DataRequired(message=_l("Repeat the password.")),
+                    EqualTo("password", message=_l("The two passwords are not the same."))],
+    )
+
+
+PASSWORD_PROBLEMS = {
+    "too_short": _l("Use at least 12 characters. A few unrelated words make a strong password."),
+    "too_long": _l("Use at most 128 characters."),
+    "too_common": _l("This password is too common and easy to guess. Choose another."),
+    "contains_nik": _l("Do not use your NIK in your password."),
+    "contains_name": _l("Do not use your name in your password."),
+}
+
+NIK_PROBLEMS = {
+    "format": _l("A NIK has exactly 16 digits."),
+    "province": _l("The first two digits of this NIK are not a province code."),
+    "region": _l("The regency or district digits of this NIK are not valid."),
+    "bad_date": _l("The birth date in this NIK (digits 7 to 12) is not a real date."),
+    "serial": _l("The last four digits of a NIK cannot be 0000."),
+}

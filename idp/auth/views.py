@@ -1,0 +1,279 @@
+"""Login, logout and forgotten password (the pages; protocol code sends people here)."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import secrets
+from collections.abc import Callable
+from typing import Any
+
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    g,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from flask_babel import force_locale
+from flask_babel import gettext as _
+from sqlalchemy import select
+from werkzeug.wrappers import Response
+
+from idp import audit, outbox
+from idp import interaction as interactions
+from idp.auth import lockout
+from idp.auth import session as sso
+from idp.auth.forms import (
+    NIK_PROBLEMS,
+    PASSWORD_PROBLEMS,
+    ForgotPasswordForm,
+    LoginForm,
+    NewPasswordForm,
+)
+from idp.db import get_session
+from idp.identity import nik as nikmod
+from idp.identity import passwords
+from idp.models import Citizen
+
+bp = Blueprint("auth", __name__)
+
+RESET_TTL = 15 * 60
+
+
+def init_app(app: Any) -> None:
+    sso.init_app(app)
+
+
+def current_citizen() -> Citizen | None:
+    if g.get("sso") is None:
+        return None
+    if "citizen" not in g:
+        import uuid
+
+        g.citizen = get_session().get(Citizen, uuid.UUID(g.sso.citizen_id))
+    return g.citizen
+
+
+def login_required(view: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(view)
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        if current_citizen() is None:
+            return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
+        return view(*args, **kwargs)
+
+    return wrapped
+
+
+def after_login_target(interaction: interactions.Interaction | None, next_path: str | None) -> str:
+    if interaction is not None:
+        return interaction.resume
+    return interactions.safe_next(next_path) or url_for("account.home")
+
+
+def finish_login(citizen: Citizen, interaction: interactions.Interaction | None,
+                 next_path: str | None) -> Response:
+    """Password accepted: start (or renew) the SSO session and continue where the citizen was going."""
+    sso.start(str(citizen.id), amr=["pwd"], acr=1)
+    audit.append("login", actor=f"citizen:{citizen.id}", citizen_id=citizen.id,
+                 client_id=interaction.client_id if interaction else None, amr=["pwd"])
+    return redirect(after_login_target(interaction, next_path))
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login() -> Any:
+    interaction = interactions.load(request.values.get("interaction"))
+    if interaction is not None and interaction.ui_locales:
+        g.ui_locales = interaction.ui_locales
+    form = LoginForm()
+    if request.method == "GET":
+        if g.sso is not None and interaction is None:
+            return redirect(interactions.safe_next(request.args.get("next"))
+                            or url_for("account.home"))
+        form.interaction.data = interaction.uid if interaction else ""
+        form.next.data = request.args.get("next", "")
+        if interaction and interaction.login_hint:
+            with contextlib.suppress(nikmod.InvalidNik):
+                form.nik.data = nikmod.parse(interaction.login_hint).value
+        return render_template("auth/login.html", form=form, interaction=interaction)
+
+    if not lockout.ip_allowed():
+        audit.append("login_rate_limited", actor="anonymous")
+        return render_template("auth/login.html", form=form, interaction=interaction,
+                               error=_("Too many attempts from your network. Please wait a minute "
+                                       "and try again.")), 429
+    if not form.validate_on_submit():
+        return render_template("auth/login.html", form=form, interaction=interaction), 400
+    try:
+        nik = nikmod.parse(form.nik.data or "")
+    except nikmod.InvalidNik as e:
+        form.nik.errors = [NIK_PROBLEMS[e.reason]]
+        return render_template("auth/login.html", form=form, interaction=interaction), 400
+
+    throttle = lockout.check(nik.value)
+    if throttle.blocked:
+        return _throttled(form, interaction, throttle)
+
+    citizen = get_session().scalar(select(Citizen).where(Citizen.nik == nik.value))
+    password = form.password.data or ""
+    if citizen is None:
+        passwords.burn_time()  # same cost as a real check: timing must not reveal registration
+        ok = False
+    else:
+        ok = passwords.verify_password(citizen.password_hash, password)
+    if not ok:
+        throttle = lockout.record_failure(nik.value)
+        audit.append("login_failed", actor="anonymous",
+                     citizen_id=citizen.id if citizen else None, reason="password")
+        if throttle.locked_for and citizen is not None:
+            audit.append("lockout", citizen_id=citizen.id, seconds=throttle.locked_for)
+            notify_lockout(citizen)
+            get_session().commit()
+        if throttle.locked_for:
+            return _throttled(form, interaction, throttle)
+        return render_template("auth/login.html", form=form, interaction=interaction,
+                               error=_("The NIK or the password is not correct.")), 401
+
+    assert citizen is not None
+    lockout.record_success(nik.value)
+    if passwords.needs_rehash(citizen.password_hash):
+        citizen.password_hash = passwords.hash_password(password)
+        get_session().commit()
+    return continue_after_password(citizen, interaction, form.next.data)
+
+
+def continue_after_password(citizen: Citizen, interaction: interactions.Interaction | None,
+                            next_path: str | None) -> Response:
+    """Hook for the second-factor step; with none needed, the session starts now."""
+    hook = current_app.extensions.get("idp.after_password")
+    if hook is not None:
+        return hook(citizen, interaction, next_path)
+    return finish_login(citizen, interaction, next_path)
+
+
+def _throttled(form: LoginForm, interaction: interactions.Interaction | None,
+               throttle: lockout.Throttle) -> tuple[str, int]:
+    if throttle.locked_for:
+        minutes = max(1, (throttle.locked_for + 59) // 60)
+        error = _("Too many failed attempts for this NIK. For your safety, logging in is paused "
+                  "for %(minutes)d minutes. You can reset your password meanwhile.",
+                  minutes=minutes)
+    else:
+        error = _("Please wait %(seconds)d seconds before trying again.",
+                  seconds=throttle.wait_for)
+    return render_template("auth/login.html", form=form, interaction=interaction,
+                           error=error), 429
+
+
+def notify_lockout(citizen: Citizen) -> None:
+    with force_locale(citizen.locale):
+        outbox.notify_citizen(
+            get_session(), citizen, _("SatuID: logging in is paused"),
+            _("There were several failed attempts to log in to your SatuID account, so logging in "
+              "is paused for a while. If this was not you, reset your password and contact the "
+              "SatuID helpdesk."),
+        )
+
+
+@bp.route("/logout", methods=["GET", "POST"])
+def logout() -> Any:
+    if request.method == "GET":
+        if g.sso is None:
+            return redirect(url_for("auth.login"))
+        from flask_wtf import FlaskForm
+
+        return render_template("auth/logout.html", form=FlaskForm())
+    from flask_wtf.csrf import validate_csrf
+
+    validate_csrf(request.form.get("csrf_token"))
+    if g.sso is not None:
+        citizen_id = g.sso.citizen_id
+        sso.end(g.sso, reason="logout")
+        audit.append("logout", actor=f"citizen:{citizen_id}", citizen_id=citizen_id)
+    flash(_("You have logged out of SatuID."), "success")
+    return redirect(url_for("auth.login"))
+
+
+@bp.route("/password/forgot", methods=["GET", "POST"])
+def forgot_password() -> Any:
+    form = ForgotPasswordForm()
+    if request.method == "GET":
+        return render_template("auth/forgot.html", form=form)
+    if not lockout.ip_allowed("forgot"):
+        return render_template("auth/forgot.html", form=form,
+                               error=_("Too many attempts from your network. Please wait a minute "
+                                       "and try again.")), 429
+    if not form.validate_on_submit():
+        return render_template("auth/forgot.html", form=form), 400
+    try:
+        nik = nikmod.parse(form.nik.data or "")
+    except nikmod.InvalidNik as e:
+        form.nik.errors = [NIK_PROBLEMS[e.reason]]
+        return render_template("auth/forgot.html", form=form), 400
+    db = get_session()
+    citizen = db.scalar(select(Citizen).where(Citizen.nik == nik.value))
+    if citizen is not None and (citizen.email_verified or citizen.phone_verified):
+        token = secrets.token_urlsafe(32)
+        from idp.store import get_store
+
+        get_store().put(f"pwreset:{token}", {"citizen_id": str(citizen.id)}, RESET_TTL)
+        link = current_app.config["IDP"].issuer + url_for("auth.reset_password", token=token)
+        with force_locale(citizen.locale):
+            outbox.notify_citizen(
+                db, citizen, _("SatuID: reset your password"),
+                _("Someone asked to reset the password of your SatuID account. To choose a new "
+                  "password, open this link within 15 minutes: %(link)s\nIf this was not you, "
+                  "ignore this message; your password has not changed.", link=link),
+            )
+        db.commit()
+        audit.append("password_reset_requested", citizen_id=citizen.id, actor="anonymous")
+    # The same answer whether or not the NIK has an account.
+    return render_template("auth/forgot_sent.html")
+
+
+@bp.route("/password/reset/<token>", methods=["GET", "POST"])
+def reset_password(token: str) -> Any:
+    from idp.store import get_store
+
+    if len(token) > 64:
+        abort(404)
+    store = get_store()
+    pending = store.get(f"pwreset:{token}")
+    if pending is None:
+        return render_template("auth/reset_invalid.html"), 400
+    import uuid
+
+    db = get_session()
+    citizen = db.get(Citizen, uuid.UUID(pending["citizen_id"]))
+    if citizen is None:
+        return render_template("auth/reset_invalid.html"), 400
+    form = NewPasswordForm()
+    if request.method == "GET" or not form.validate_on_submit():
+        return render_template("auth/reset.html", form=form), 200 if request.method == "GET" else 400
+    problem = passwords.password_problem(form.password.data or "", nik=citizen.nik,
+                                         name=citizen.full_name)
+    if problem:
+        form.password.errors = [PASSWORD_PROBLEMS[problem]]
+        return render_template("auth/reset.html", form=form), 400
+    # Take the token only now, atomically: a second submission of the same link fails.
+    if store.take(f"pwreset:{token}") is None:
+        return render_template("auth/reset_invalid.html"), 400
+    citizen.password_hash = passwords.hash_password(form.password.data or "")
+    citizen.touch_password()
+    with force_locale(citizen.locale):
+        outbox.notify_citizen(
+            db, citizen, _("SatuID: your password was changed"),
+            _("The password of your SatuID account was just changed and every session was "
+              "logged out. If this was not you, contact the SatuID helpdesk at once."),
+        )
+    db.commit()
+    ended = sso.end_all(str(citizen.id), reason="password_reset")
+    lockout.unlock(citizen.nik)
+    audit.append("password_reset", citizen_id=citizen.id, actor=f"citizen:{citizen.id}",
+                 sessions_ended=ended)
+    flash(_("Your password has been changed. Log in with your new password."), "success")
+    return redirect(url_for("auth.login"))

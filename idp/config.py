@@ -1,0 +1,114 @@
+"""Settings, read once from ``IDP_*`` environment variables.
+
+With nothing set, SatuID runs on the embedded default: a SQLite file and the short-lived state in the
+same database, both under the instance folder, and a secret key generated once and kept there.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def _instance_secret(instance: Path, name: str, nbytes: int = 32) -> str:
+    """Return a secret kept in ``instance/<name>``, creating it (mode 0600) on first use."""
+    path = instance / name
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    value = secrets.token_urlsafe(nbytes)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, value.encode())
+    finally:
+        os.close(fd)
+    return value
+
+
+def _bool(value: str | None, default: bool = False) -> bool:
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    instance_path: Path
+    database_url: str
+    redis_url: str | None
+    issuer: str
+    secret_key: str
+    key_encryption_key: str
+    pairwise_secret: str
+    environment: str  # "development" or "production"
+    dev_outbox: bool
+    argon2_time_cost: int
+    argon2_memory_cost: int  # KiB
+    argon2_parallelism: int
+    session_idle_seconds: int
+    session_absolute_seconds: int
+    login_max_failures: int
+    login_lockout_seconds: int
+    ip_rate_limit: int  # attempts per minute per IP
+    webauthn_rp_id: str
+    webauthn_origin: str
+    access_token_lifetime: int
+    id_token_lifetime: int
+    refresh_token_lifetime: int
+    trusted_proxies: int
+
+    @property
+    def embedded(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def secure_cookies(self) -> bool:
+        return self.issuer.startswith("https://")
+
+
+def load_settings(overrides: dict[str, str] | None = None) -> Settings:
+    """Build the settings from the environment; ``overrides`` (tests) take precedence."""
+    env = {**os.environ, **(overrides or {})}
+
+    def get(name: str, default: str | None = None) -> str | None:
+        value = env.get(f"IDP_{name}")
+        return value if value not in (None, "") else default
+
+    instance = Path(get("INSTANCE_PATH", "instance")).resolve()
+    instance.mkdir(parents=True, exist_ok=True)
+    environment = get("ENV", "development")
+    issuer = get("ISSUER", "http://127.0.0.1:5000").rstrip("/")
+    database_url = get("DATABASE_URL", f"sqlite:///{instance / 'satuid.db'}")
+    from urllib.parse import urlsplit
+
+    host = urlsplit(issuer).hostname or "localhost"
+    return Settings(
+        instance_path=instance,
+        database_url=database_url,
+        redis_url=get("REDIS_URL"),
+        issuer=issuer,
+        secret_key=get("SECRET_KEY") or _instance_secret(instance, "secret_key"),
+        key_encryption_key=get("KEY_ENCRYPTION_KEY")
+        or _instance_secret(instance, "key_encryption_key"),
+        pairwise_secret=get("PAIRWISE_SECRET") or _instance_secret(instance, "pairwise_secret"),
+        environment=environment,
+        dev_outbox=_bool(get("DEV_OUTBOX"), default=environment != "production"),
+        # OWASP (2024): argon2id m=19 MiB, t=2, p=1 is the floor; we go above it.
+        argon2_time_cost=int(get("ARGON2_TIME_COST", "3")),
+        argon2_memory_cost=int(get("ARGON2_MEMORY_COST", "65536")),
+        argon2_parallelism=int(get("ARGON2_PARALLELISM", "1")),
+        session_idle_seconds=int(get("SESSION_IDLE_SECONDS", str(30 * 60))),
+        session_absolute_seconds=int(get("SESSION_ABSOLUTE_SECONDS", str(12 * 3600))),
+        login_max_failures=int(get("LOGIN_MAX_FAILURES", "5")),
+        login_lockout_seconds=int(get("LOGIN_LOCKOUT_SECONDS", str(15 * 60))),
+        ip_rate_limit=int(get("IP_RATE_LIMIT", "30")),
+        webauthn_rp_id=get("WEBAUTHN_RP_ID", host),
+        webauthn_origin=get("WEBAUTHN_ORIGIN", issuer),
+        access_token_lifetime=int(get("ACCESS_TOKEN_LIFETIME", "300")),
+        id_token_lifetime=int(get("ID_TOKEN_LIFETIME", "300")),
+        refresh_token_lifetime=int(get("REFRESH_TOKEN_LIFETIME", str(30 * 24 * 3600))),
+        trusted_proxies=int(get("TRUSTED_PROXIES", "0")),
+    )

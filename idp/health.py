@@ -1,0 +1,48 @@
+"""Liveness/readiness and Prometheus-style metrics for operators."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, jsonify
+from sqlalchemy import func, select, text
+
+from idp.db import get_engine, get_session
+from idp.store import get_store
+
+bp = Blueprint("health", __name__)
+
+
+@bp.get("/healthz")
+def healthz() -> tuple[Response, int]:
+    checks: dict[str, str] = {}
+    try:
+        with get_engine().connect() as conn:
+            conn.execute(text("SELECT 1"))
+        checks["database"] = "ok"
+    except Exception:
+        checks["database"] = "unavailable"
+    try:
+        get_store().ping()
+        checks["store"] = "ok"
+    except Exception:
+        checks["store"] = "unavailable"
+    healthy = all(v == "ok" for v in checks.values())
+    return jsonify(status="ok" if healthy else "unavailable", checks=checks), 200 if healthy else 503
+
+
+@bp.get("/metrics")
+def metrics() -> Response:
+    from idp.models import AuditEvent, Citizen, OutboxMessage
+
+    s = get_session()
+    lines = [
+        "# TYPE satuid_citizens gauge",
+        f"satuid_citizens {s.scalar(select(func.count()).select_from(Citizen))}",
+        "# TYPE satuid_outbox_pending gauge",
+        "satuid_outbox_pending "
+        f"{s.scalar(select(func.count()).select_from(OutboxMessage).where(OutboxMessage.sent_at.is_(None)))}",
+    ]
+    for event, count in s.execute(
+        select(AuditEvent.event, func.count()).group_by(AuditEvent.event)
+    ):
+        lines.append(f'satuid_audit_events_total{{event="{event}"}} {count}')
+    return Response("\n".join(lines) + "\n", mimetype="text/plain; version=0.0.4")

@@ -1,0 +1,78 @@
+"""Bahasa Indonesia (default) and English, via Flask-Babel.
+
+The choice comes from ``?lang=`` (remembered in the UI cookie), then the remembered choice, then the
+pending authorization's ``ui_locales``, then Indonesian.
+"""
+
+from __future__ import annotations
+
+from flask import Flask, g, request, session
+from flask_babel import Babel
+
+LOCALES = ("id", "en")
+DEFAULT_LOCALE = "id"
+
+
+def select_locale() -> str:
+    wanted = request.args.get("lang")
+    if wanted in LOCALES:
+        session["lang"] = wanted
+        return wanted
+    remembered = session.get("lang")
+    if remembered in LOCALES:
+        return remembered
+    for tag in (getattr(g, "ui_locales", None) or "").split():
+        base = tag.split("-")[0].lower()
+        if base in LOCALES:
+            return base
+    return DEFAULT_LOCALE
+
+
+def init_app(app: Flask) -> None:
+    app.config.setdefault("BABEL_DEFAULT_LOCALE", DEFAULT_LOCALE)
+    app.config["BABEL_TRANSLATION_DIRECTORIES"] = ";".join(translation_dirs())
+    Babel(app, locale_selector=select_locale)
+
+    @app.template_filter("merge_lang")
+    def _merge_lang(args: dict[str, str], code: str) -> str:
+        from urllib.parse import urlencode
+
+        return urlencode({**args, "lang": code})
+
+    @app.context_processor
+    def _locale_context() -> dict[str, object]:
+        from flask_babel import get_locale
+
+        return {"current_locale": str(get_locale() or DEFAULT_LOCALE), "locales": LOCALES}
+
+
+def translation_dirs() -> list[str]:
+    """The main catalog and one per area (each area keeps its own strings beside its code)."""
+    from pathlib import Path
+
+    pkg = Path(__file__).parent
+    return [str(d) for d in [pkg / "translations", *sorted(pkg.glob("*/translations"))] if d.is_dir()]
+
+
+def compile_catalogs() -> None:
+    """Compile every ``.po`` to ``.mo`` (run by ``make install``; the .mo files are not kept in git)."""
+    from pathlib import Path
+
+    from babel.messages.mofile import write_mo
+    from babel.messages.pofile import read_po
+
+    for directory in translation_dirs():
+        for po in Path(directory).glob("*/LC_MESSAGES/*.po"):
+            with po.open("rb") as f:
+                catalog = read_po(f)
+            with po.with_suffix(".mo").open("wb") as f:
+                write_mo(f, catalog)
+
+
+if __name__ == "__main__":
+    import sys
+
+    if sys.argv[1:] == ["compile"]:
+        compile_catalogs()
+    else:
+        raise SystemExit("usage: python -m idp.i18n compile")

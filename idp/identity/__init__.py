@@ -1,0 +1,1 @@
+"""Citizens: the NIK, the population registry port, registration and passwords."""

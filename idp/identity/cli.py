@@ -1,0 +1,3 @@
+"""Identity commands (seed-demo)."""
+
+COMMANDS: list = []
