@@ -51,7 +51,8 @@ def translation_dirs() -> list[str]:
     from pathlib import Path
 
     pkg = Path(__file__).parent
-    return [str(d) for d in [pkg / "translations", *sorted(pkg.glob("*/translations"))] if d.is_dir()]
+    areas = sorted(d for d in pkg.rglob("translations") if d != pkg / "translations")
+    return [str(d) for d in [pkg / "translations", *areas] if d.is_dir()]
 
 
 def compile_catalogs() -> None:
