@@ -8,6 +8,7 @@ one runs. Values are JSON objects; every key has an expiry.
 from __future__ import annotations
 
 import json
+import math
 import random
 import time
 from typing import Any, Protocol
@@ -72,7 +73,8 @@ class RedisStore:
         return int(pipe.execute()[1])
 
     def ttl(self, key: str) -> int:
-        return max(0, int(self.client.ttl(self._k(key))))
+        ms = int(self.client.pttl(self._k(key)))
+        return max(0, -(-ms // 1000))  # round up: 0.4 s left is still "wait"
 
     def add_member(self, key: str, member: str, ttl: int) -> None:
         pipe = self.client.pipeline()
@@ -178,7 +180,7 @@ class DatabaseStore:
     def ttl(self, key: str) -> int:
         with self.engine.connect() as conn:
             exp = conn.execute(select(StoreEntry.expires_at).where(StoreEntry.key == key)).scalar()
-        return max(0, int(exp - time.time())) if exp is not None else 0
+        return max(0, math.ceil(exp - time.time())) if exp is not None else 0
 
     def add_member(self, key: str, member: str, ttl: int) -> None:
         expires = time.time() + ttl

@@ -40,7 +40,7 @@ def check(nik: str) -> Throttle:
 
 
 def record_failure(nik: str) -> Throttle:
-    """Count a failure; after a few, make the next attempt wait (1, 2, 4... s), then lock."""
+    """Count a failure; after a few, make the next attempt wait (2, 4, 8... s), then lock."""
     s = current_app.config["IDP"]
     store = get_store()
     acct = _account(nik)
@@ -50,7 +50,7 @@ def record_failure(nik: str) -> Throttle:
         store.delete(f"fail:{acct}")
         return Throttle(locked_for=s.login_lockout_seconds)
     if failures > FREE_ATTEMPTS:
-        delay = min(2 ** (failures - FREE_ATTEMPTS - 1), 30)
+        delay = min(2 ** (failures - FREE_ATTEMPTS), 30)
         store.put(f"wait:{acct}", {}, delay)
         return Throttle(wait_for=delay)
     return Throttle()

@@ -1,0 +1,263 @@
+"""Login, the SSO session cookie, logout, lockout and the forgotten-password reset."""
+
+from __future__ import annotations
+
+import re
+
+from flask import Flask
+from flask.testing import FlaskClient
+
+from tests.conftest import AuthActions, Factory, csrf_token, outbox_messages
+
+COOKIE = "satuid_sso"
+
+
+def session_cookie(client: FlaskClient) -> str | None:
+    cookie = client.get_cookie(COOKIE)
+    return cookie.value if cookie else None
+
+
+def test_login_page_is_indonesian_by_default_and_switches_to_english(client: FlaskClient) -> None:
+    page = client.get("/login").get_data(as_text=True)
+    assert '<html lang="id">' in page and "Masuk" in page
+    english = client.get("/login?lang=en").get_data(as_text=True)
+    assert '<html lang="en">' in english and "Log in to SatuID" in english
+    # The choice is remembered.
+    assert '<html lang="en">' in client.get("/login").get_data(as_text=True)
+
+
+def test_login_form_carries_csrf_and_autocomplete_tokens(client: FlaskClient) -> None:
+    page = client.get("/login").get_data(as_text=True)
+    assert 'name="csrf_token"' in page
+    assert re.search(r'<input[^>]*autocomplete="username"[^>]*name="nik"', page)
+    assert re.search(r'<input[^>]*autocomplete="current-password"[^>]*name="password"', page)
+
+
+def test_security_headers_on_pages(client: FlaskClient) -> None:
+    r = client.get("/login")
+    assert "frame-ancestors 'none'" in r.headers["Content-Security-Policy"]
+    assert r.headers["Referrer-Policy"] == "no-referrer"
+    assert r.headers["X-Content-Type-Options"] == "nosniff"
+    assert r.headers["Cache-Control"] == "no-store"
+
+
+def test_citizen_logs_in_and_lands_on_account(auth: AuthActions, client: FlaskClient,
+                                              factory: Factory) -> None:
+    citizen = factory.citizen(full_name="Siti Rahayu")
+    r = auth.login(citizen.nik, citizen.password)
+    assert r.status_code == 302 and r.headers["Location"] == "/account"
+    cookie = client.get_cookie(COOKIE)
+    assert cookie is not None and cookie.http_only and cookie.same_site == "Lax"
+    home = client.get("/account")
+    assert home.status_code == 200 and "Siti Rahayu" in home.get_data(as_text=True)
+
+
+def test_nik_typed_with_spaces_is_accepted(auth: AuthActions, factory: Factory) -> None:
+    citizen = factory.citizen()
+    spaced = " ".join(citizen.nik[i:i + 4] for i in range(0, 16, 4))
+    assert auth.login(spaced, citizen.password).status_code == 302
+
+
+def test_wrong_password_and_unknown_nik_get_the_same_answer(auth: AuthActions, client: FlaskClient,
+                                                            factory: Factory) -> None:
+    citizen = factory.citizen()
+    wrong = auth.login(citizen.nik, "not the right password")
+    unknown_resident = factory.resident()
+    unknown = auth.login(unknown_resident.nik, "not the right password")
+    assert wrong.status_code == unknown.status_code == 401
+    message = "NIK atau kata sandi tidak benar"
+    assert message in wrong.get_data(as_text=True) and message in unknown.get_data(as_text=True)
+    assert session_cookie(client) is None
+
+
+def test_malformed_nik_is_explained(auth: AuthActions, client: FlaskClient) -> None:
+    r = auth.login("12345", "whatever password", query_string={"lang": "en"})
+    assert r.status_code == 400
+    assert "A NIK has exactly 16 digits." in r.get_data(as_text=True)
+    r = auth.login("9974041708900001", "whatever password", query_string={"lang": "id"})
+    assert "bukan kode provinsi" in r.get_data(as_text=True)
+    assert session_cookie(client) is None
+
+
+def test_replayed_form_without_valid_csrf_token_is_refused(client: FlaskClient,
+                                                          factory: Factory) -> None:
+    citizen = factory.citizen()
+    r = client.post("/login", data={"nik": citizen.nik, "password": citizen.password,
+                                    "csrf_token": "forged"})
+    assert r.status_code == 400
+    assert session_cookie(client) is None
+    other = factory.app.test_client()
+    token = csrf_token(other.get("/login").get_data(as_text=True))
+    r = client.post("/login", data={"nik": citizen.nik, "password": citizen.password,
+                                    "csrf_token": token})
+    assert r.status_code == 400 and session_cookie(client) is None
+
+
+def test_logout_ends_the_session_server_side(auth: AuthActions, client: FlaskClient,
+                                             factory: Factory, app: Flask) -> None:
+    citizen = factory.citizen()
+    auth.login(citizen.nik, citizen.password)
+    stolen = session_cookie(client)
+    assert auth.logout().status_code == 302
+    assert client.get("/account").status_code == 302
+    # A copy of the old cookie no longer works either.
+    thief = app.test_client()
+    thief.set_cookie(COOKIE, stolen or "")
+    assert thief.get("/account").status_code == 302
+
+
+def test_login_renews_the_session_secret(auth: AuthActions, client: FlaskClient,
+                                         factory: Factory, app: Flask) -> None:
+    citizen = factory.citizen()
+    auth.login(citizen.nik, citizen.password)
+    first = session_cookie(client)
+    # Logging in again from the same browser (as prompt=login does) gives a new secret.
+    token = csrf_token(client.get("/logout").get_data(as_text=True))
+    r = client.post("/login", data={"csrf_token": token, "nik": citizen.nik,
+                                    "password": citizen.password})
+    assert r.status_code == 302
+    assert session_cookie(client) not in (None, first)
+    thief = app.test_client()
+    thief.set_cookie(COOKIE, first or "")
+    assert thief.get("/account").status_code == 302
+
+
+def test_repeated_failures_delay_then_lock_without_revealing_registration(
+        auth: AuthActions, client: FlaskClient, factory: Factory, app: Flask) -> None:
+    citizen = factory.citizen()
+    statuses = [auth.login(citizen.nik, f"wrong password {i}").status_code for i in range(3)]
+    assert statuses[:2] == [401, 401]
+    assert statuses[2] == 401  # third failure: the next attempt must wait
+    r = auth.login(citizen.nik, citizen.password)
+    assert r.status_code == 429 and "detik" in r.get_data(as_text=True)
+    assert session_cookie(client) is None
+    # Clear the delays to reach the lockout quickly, as a patient attacker would.
+    store = app.extensions["idp.store"]
+    import hashlib
+
+    acct = hashlib.sha256(citizen.nik.encode()).hexdigest()[:32]
+    for _ in range(2):
+        store.delete(f"wait:{acct}")
+        auth.login(citizen.nik, "still wrong password")
+    store.delete(f"wait:{acct}")
+    r = auth.login(citizen.nik, citizen.password)
+    assert r.status_code == 429 and "menit" in r.get_data(as_text=True)
+    assert session_cookie(client) is None
+    assert any("dijeda" in body for body in outbox_messages(app, citizen.email))
+    # An unregistered NIK goes through the same steps and the same messages.
+    stranger = factory.resident()
+    for _ in range(3):
+        auth.login(stranger.nik, "some password here")
+    assert auth.login(stranger.nik, "some password here").status_code == 429
+
+
+def test_per_ip_rate_limit(app: Flask, factory: Factory) -> None:
+    from tests.conftest import make_app
+
+    env = {"IDP_DATABASE_URL": app.config["IDP"].database_url,
+           "IDP_REDIS_URL": app.config["IDP"].redis_url or "",
+           "IDP_INSTANCE_PATH": str(app.config["IDP"].instance_path), "IDP_IP_RATE_LIMIT": "3"}
+    limited = make_app(env)
+    client = limited.test_client()
+    actions = AuthActions(client)
+    codes = [actions.login("3174045708900001", "x" * 12).status_code for _ in range(4)]
+    assert codes[-1] == 429
+
+
+def test_password_rehashed_on_login_when_parameters_change(auth: AuthActions, factory: Factory,
+                                                           app: Flask) -> None:
+    from idp.models import Citizen
+
+    citizen = factory.citizen()
+    with app.app_context():
+        from idp.db import get_session
+
+        s = get_session()
+        row = s.get(Citizen, citizen.id)
+        from argon2 import PasswordHasher
+
+        row.password_hash = PasswordHasher(time_cost=1, memory_cost=1024).hash(citizen.password)
+        s.commit()
+        old_hash = row.password_hash
+    assert auth.login(citizen.nik, citizen.password).status_code == 302
+    with app.app_context():
+        from idp.db import get_session
+
+        new_hash = get_session().get(Citizen, citizen.id).password_hash
+    assert new_hash != old_hash and "m=8192" in new_hash
+
+
+def reset_link(app: Flask, email: str) -> str:
+    body = outbox_messages(app, email)[0]
+    m = re.search(r"http://[^/\s]+(/password/reset/[A-Za-z0-9_\-]+)", body)
+    assert m, body
+    return m.group(1)
+
+
+def test_forgotten_password_reset_through_outbox_ends_old_sessions(
+        auth: AuthActions, client: FlaskClient, factory: Factory, app: Flask) -> None:
+    citizen = factory.citizen()
+    auth.login(citizen.nik, citizen.password)
+    other_device = app.test_client()
+    AuthActions(other_device).login(citizen.nik, citizen.password)
+    assert other_device.get("/account").status_code == 200
+
+    anonymous = AuthActions(app.test_client())
+    r = anonymous.form("/password/forgot", {"nik": citizen.nik})
+    assert r.status_code == 200
+    path = reset_link(app, citizen.email)
+    new_password = "mangga muda di halaman"
+    r = anonymous.form(path, {"password": new_password, "confirm": new_password})
+    assert r.status_code == 302
+    assert client.get("/account").status_code == 302
+    assert other_device.get("/account").status_code == 302
+    assert any("diubah" in b for b in outbox_messages(app, citizen.email))
+    # The link works once; the old password no longer does; the new one does.
+    assert anonymous.client.get(path).status_code == 400
+    fresh = AuthActions(app.test_client())
+    assert fresh.login(citizen.nik, citizen.password).status_code == 401
+    assert fresh.login(citizen.nik, new_password).status_code == 302
+
+
+def test_forgot_password_answers_the_same_for_unknown_nik(factory: Factory, app: Flask) -> None:
+    citizen = factory.citizen()
+    stranger = factory.resident()
+    a = AuthActions(app.test_client()).form("/password/forgot", {"nik": citizen.nik})
+    b = AuthActions(app.test_client()).form("/password/forgot", {"nik": stranger.nik})
+    assert a.status_code == b.status_code == 200
+    assert a.get_data(as_text=True).replace(csrf_token_or(a), "") == \
+        b.get_data(as_text=True).replace(csrf_token_or(b), "")
+
+
+def csrf_token_or(r) -> str:  # type: ignore[no-untyped-def]
+    m = re.search(r'value="([^"]+)"', r.get_data(as_text=True))
+    return m.group(1) if m else "\0"
+
+
+def test_reset_refuses_a_weak_password_and_keeps_the_link(factory: Factory, app: Flask) -> None:
+    citizen = factory.citizen()
+    actions = AuthActions(app.test_client())
+    actions.form("/password/forgot", {"nik": citizen.nik})
+    path = reset_link(app, citizen.email)
+    r = actions.form(path, {"password": "short", "confirm": "short"})
+    assert r.status_code == 400 and "12" in r.get_data(as_text=True)
+    assert actions.client.get(path).status_code == 200
+
+
+def test_session_idle_timeout(factory: Factory, app: Flask, backend: dict[str, str]) -> None:
+    from tests.conftest import make_app
+
+    short = make_app({**backend, "IDP_SESSION_IDLE_SECONDS": "1"})
+    client = short.test_client()
+    citizen = factory.citizen()
+    AuthActions(client).login(citizen.nik, citizen.password)
+    assert client.get("/account").status_code == 200
+    import time
+
+    time.sleep(2.2)
+    assert client.get("/account").status_code == 302
+
+
+def test_unknown_page_is_a_translated_404(client: FlaskClient) -> None:
+    r = client.get("/no-such-page")
+    assert r.status_code == 404 and "Halaman tidak ditemukan" in r.get_data(as_text=True)
