@@ -49,7 +49,8 @@ def test_concurrent_take_yields_the_value_to_exactly_one_caller(app: Flask) -> N
         results: list[object] = []
         barrier = threading.Barrier(8)
 
-        def taker(key: str = key) -> None:
+        def taker(key: str = key, barrier: threading.Barrier = barrier,
+                  results: list[object] = results) -> None:
             barrier.wait()
             results.append(store.take(key))
 
