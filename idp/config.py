@@ -28,6 +28,10 @@ def _instance_secret(instance: Path, name: str, nbytes: int = 32) -> str:
     return value
 
 
+class ConfigError(RuntimeError):
+    """A setting that production cannot run without (raised at start-up, never mid-request)."""
+
+
 def _bool(value: str | None, default: bool = False) -> bool:
     if value is None or value == "":
         return default
@@ -59,6 +63,7 @@ class Settings:
     id_token_lifetime: int
     refresh_token_lifetime: int
     trusted_proxies: int
+    metrics_token: str | None
 
     @property
     def embedded(self) -> bool:
@@ -85,7 +90,7 @@ def load_settings(overrides: dict[str, str] | None = None) -> Settings:
     from urllib.parse import urlsplit
 
     host = urlsplit(issuer).hostname or "localhost"
-    return Settings(
+    settings = Settings(
         instance_path=instance,
         database_url=database_url,
         redis_url=get("REDIS_URL"),
@@ -111,4 +116,25 @@ def load_settings(overrides: dict[str, str] | None = None) -> Settings:
         id_token_lifetime=int(get("ID_TOKEN_LIFETIME", "300")),
         refresh_token_lifetime=int(get("REFRESH_TOKEN_LIFETIME", str(30 * 24 * 3600))),
         trusted_proxies=int(get("TRUSTED_PROXIES", "0")),
+        metrics_token=get("METRICS_TOKEN"),
     )
+    if environment == "production":
+        _check_production(settings, env)
+    return settings
+
+
+def _check_production(settings: Settings, env: dict[str, str]) -> None:
+    """Production must not fall back to the embedded defaults or to secrets kept in a local file."""
+    problems = []
+    for name in ("SECRET_KEY", "KEY_ENCRYPTION_KEY", "PAIRWISE_SECRET", "DATABASE_URL", "REDIS_URL",
+                 "ISSUER"):
+        if not env.get(f"IDP_{name}"):
+            problems.append(f"IDP_{name} must be set")
+    if not settings.issuer.startswith("https://"):
+        problems.append("IDP_ISSUER must be an https URL")
+    if settings.embedded:
+        problems.append("IDP_DATABASE_URL must point to PostgreSQL")
+    if settings.dev_outbox:
+        problems.append("IDP_DEV_OUTBOX must be off")
+    if problems:
+        raise ConfigError("production settings: " + "; ".join(problems))

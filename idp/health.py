@@ -31,7 +31,18 @@ def healthz() -> tuple[Response, int]:
 
 @bp.get("/metrics")
 def metrics() -> Response:
+    """Gauges and counters for Prometheus; behind a bearer token when IDP_METRICS_TOKEN is set."""
+    import hmac
+
+    from flask import abort, current_app, request
+
     from idp.models import AuditEvent, Citizen, OutboxMessage
+
+    token = current_app.config["IDP"].metrics_token
+    if token:
+        given = request.headers.get("Authorization", "").removeprefix("Bearer ")
+        if not hmac.compare_digest(given.encode(), token.encode()):
+            abort(401)
 
     s = get_session()
     lines = [
