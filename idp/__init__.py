@@ -43,13 +43,14 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
             app.wsgi_app, x_for=settings.trusted_proxies, x_proto=settings.trusted_proxies
         )
 
-    from idp import db, errors, i18n, security, store
+    from idp import db, errors, i18n, logs, security, store
 
     db.init_app(app)
     app.extensions["idp.store"] = store.make_store(settings.redis_url, app.extensions["idp.engine"])
     i18n.init_app(app)
     security.init_app(app)
     errors.init_app(app)
+    logs.init_app(app)
 
     from idp import blueprints, cli
 
