@@ -261,3 +261,18 @@ def test_session_idle_timeout(factory: Factory, app: Flask, backend: dict[str, s
 def test_unknown_page_is_a_translated_404(client: FlaskClient) -> None:
     r = client.get("/no-such-page")
     assert r.status_code == 404 and "Halaman tidak ditemukan" in r.get_data(as_text=True)
+
+
+def test_citizen_logs_out_another_device_from_the_account_page(factory: Factory, app: Flask) -> None:
+    citizen = factory.citizen()
+    laptop = AuthActions(app.test_client())
+    phone = AuthActions(app.test_client())
+    laptop.login(citizen.nik, citizen.password)
+    phone.login(citizen.nik, citizen.password)
+    page = laptop.client.get("/account").get_data(as_text=True)
+    assert page.count('name="sid"') == 2  # one row for the phone, one "all others" button
+    r = laptop.client.post(
+        "/account/sessions/end", data={"csrf_token": csrf_token(page), "sid": "others"})
+    assert r.status_code == 302
+    assert phone.client.get("/account").status_code == 302
+    assert laptop.client.get("/account").status_code == 200

@@ -33,6 +33,8 @@ class SsoSession:
     created_at: int
     last_seen: int
     factor_times: dict[str, int] = field(default_factory=dict)  # amr value -> when it was used
+    user_agent: str = ""              # shown to the citizen on their sessions page
+    ip: str = ""
     key: str = ""                     # store key (hash of the cookie secret); not persisted twice
 
     @property
@@ -75,6 +77,7 @@ def start(citizen_id: str, amr: list[str], acr: int) -> SsoSession:
     sso = SsoSession(
         sid=secrets.token_urlsafe(16), citizen_id=str(citizen_id), auth_time=now, amr=list(amr),
         acr=acr, created_at=now, last_seen=now, factor_times={m: now for m in amr},
+        user_agent=request.headers.get("User-Agent", "")[:200], ip=request.remote_addr or "",
         key=_key(secret),
     )
     _save(sso)
