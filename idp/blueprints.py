@@ -11,6 +11,7 @@ BLUEPRINTS = [
     "idp.auth.views",         # /login, /logout, /password/forgot
     "idp.identity.views",     # /register
     "idp.account.views",      # /account
+    "idp.auth.mfa.views",     # /login/step-up, /account/security
     "idp.outbox",             # /dev/outbox (embedded/development only)
 ]
 

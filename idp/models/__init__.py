@@ -3,6 +3,7 @@
 from idp.models.audit import AuditEvent
 from idp.models.base import Base
 from idp.models.citizen import Citizen, OutboxMessage, Resident
+from idp.models.mfa import Passkey, RecoveryCode, TotpAuthenticator  # noqa: F401
 from idp.models.store import StoreEntry, StoreSetMember
 
 __all__ = ["AuditEvent", "Base", "Citizen", "OutboxMessage", "Resident", "StoreEntry", "StoreSetMember"]

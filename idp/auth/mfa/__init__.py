@@ -1,0 +1,1 @@
+"""Second factors (TOTP, passkeys, codes to the verified phone or email, recovery codes) and step-up."""
