@@ -1,8 +1,8 @@
 """The NIK (Nomor Induk Kependudukan): parsing and validation.
 
-Sixteen digits: province (2), regency/city (2), district (2), birth date DDMMYY with 40 added to the
-day for women, and a serial (4, never 0000). Province codes are Kemendagri's, including the Papua
-provinces created in 2022.
+Sixteen digits (UU 24/2013 on population administration, Permendagri on the NIK): province (2),
+regency/city (2), district (2), birth date DDMMYY with 40 added to the day for women, and a serial
+(4, never 0000). Province codes are Kemendagri's, including the Papua provinces created in 2022.
 """
 
 from __future__ import annotations
@@ -24,9 +24,17 @@ PROVINCES: dict[str, str] = {
     "95": "Papua Pegunungan", "96": "Papua Barat Daya",
 }
 
+SEXES = ("M", "F")  # as on the KTP: L (laki-laki) and P (perempuan)
+WOMEN_DAY_OFFSET = 40
+_SEPARATORS = " .-\u00a0\t"
+
 
 class InvalidNik(ValueError):
-    """Why a string is not a NIK; ``reason`` is a stable code for messages and tests."""
+    """Why a string is not a NIK; ``reason`` is a stable code for messages and tests.
+
+    Reasons: ``format`` (not 16 digits), ``province``, ``region`` (regency or district 00),
+    ``bad_date``, ``serial`` (0000).
+    """
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
@@ -35,6 +43,8 @@ class InvalidNik(ValueError):
 
 @dataclass(frozen=True)
 class Nik:
+    """A valid NIK and what it encodes."""
+
     value: str
     province_code: str
     regency_code: str
@@ -54,56 +64,69 @@ class Nik:
 
 def normalise(raw: str) -> str:
     """Drop the spaces, dots and dashes people type between digit groups."""
-    return "".join(ch for ch in raw.strip() if ch not in " .-\u00a0")
+    return "".join(ch for ch in raw.strip() if ch not in _SEPARATORS)
 
 
 def _birth_date(day: int, month: int, yy: int, today: dt.date) -> dt.date:
-    # Two-digit year: the most recent year not in the future.
-    year = 2000 + yy if 2000 + yy <= today.year else 1900 + yy
-    try:
-        born = dt.date(year, month, day)
-    except ValueError:
-        raise InvalidNik("bad_date") from None
-    if born > today:
-        # Same year but a later day this year: the citizen was born a century ago.
+    """The NIK has a two-digit year: take the most recent date that is not in the future."""
+    for year in (2000 + yy, 1900 + yy):
         try:
-            born = dt.date(year - 100, month, day)
+            born = dt.date(year, month, day)
         except ValueError:
-            raise InvalidNik("bad_date") from None
-    return born
+            continue  # 29 February exists in 2000 but not in 1900
+        if born <= today:
+            return born
+    raise InvalidNik("bad_date")
+
+
+def _check_region(region: str) -> None:
+    if len(region) != 6 or not region.isascii() or not region.isdigit():
+        raise InvalidNik("format")
+    if region[:2] not in PROVINCES:
+        raise InvalidNik("province")
+    if region[2:4] == "00" or region[4:6] == "00":
+        raise InvalidNik("region")
 
 
 def parse(raw: str, *, today: dt.date | None = None) -> Nik:
     """Parse and validate a NIK, or raise :class:`InvalidNik`."""
+    if len(raw) > 64:
+        raise InvalidNik("format")
     value = normalise(raw)
     if len(value) != 16 or not value.isascii() or not value.isdigit():
         raise InvalidNik("format")
-    province, regency, district = value[0:2], value[2:4], value[4:6]
-    if province not in PROVINCES:
-        raise InvalidNik("province")
-    if regency == "00" or district == "00":
-        raise InvalidNik("region")
+    _check_region(value[:6])
     day, month, yy = int(value[6:8]), int(value[8:10]), int(value[10:12])
-    sex = "F" if day > 40 else "M"
+    sex = "F" if day > WOMEN_DAY_OFFSET else "M"
     if sex == "F":
-        day -= 40
+        day -= WOMEN_DAY_OFFSET
     if not 1 <= day <= 31 or not 1 <= month <= 12:
         raise InvalidNik("bad_date")
     born = _birth_date(day, month, yy, today or dt.date.today())
     serial = value[12:16]
     if serial == "0000":
         raise InvalidNik("serial")
-    return Nik(value, province, regency, district, born, sex, serial)
+    return Nik(value, value[0:2], value[2:4], value[4:6], born, sex, serial)
 
 
 def build(region_code: str, birth_date: dt.date, sex: str, serial: int) -> str:
-    """Compose a NIK from its parts (the inverse of :func:`parse`, used by synthetic data)."""
-    day = birth_date.day + (40 if sex == "F" else 0)
+    """Compose a NIK from its parts (the inverse of :func:`parse`, used for synthetic residents)."""
+    _check_region(region_code)
+    if sex not in SEXES:
+        raise ValueError(f"sex must be one of {SEXES}")
+    if not 1 <= serial <= 9999:
+        raise InvalidNik("serial")
+    day = birth_date.day + (WOMEN_DAY_OFFSET if sex == "F" else 0)
     return f"{region_code}{day:02d}{birth_date.month:02d}{birth_date.year % 100:02d}{serial:04d}"
 
 
 def matches_registry(nik: Nik, birth_date: dt.date, sex: str) -> bool:
-    """The date and sex encoded in the NIK agree with the registry's record."""
-    same_day = (nik.birth_date.day, nik.birth_date.month, nik.birth_date.year % 100) == (
-        birth_date.day, birth_date.month, birth_date.year % 100)
-    return same_day and nik.sex == sex
+    """The date and sex encoded in the NIK agree with the registry's record.
+
+    The NIK holds only two digits of the year, so the century is not compared.
+    """
+    return (
+        (nik.birth_date.day, nik.birth_date.month, nik.birth_date.year % 100)
+        == (birth_date.day, birth_date.month, birth_date.year % 100)
+        and nik.sex == sex
+    )
