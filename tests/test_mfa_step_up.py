@@ -1,0 +1,161 @@
+"""Step-up: only the missing factor, strongest first, portals' restrictions, cancel, fresh factor
+for changes, and the warning before the last factor goes."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+from flask import Flask
+from flask.testing import FlaskClient
+
+from tests.conftest import AuthActions, Factory, csrf_token, outbox_messages
+from tests.test_mfa_support import (
+    audit_events,
+    code_at,
+    enrol_totp,
+    pending_authorization,
+    sso_of,
+    step_up_form,
+    submit_code,
+)
+
+
+def test_step_up_from_level_one_session_asks_only_for_the_second_factor(
+        app: Flask, client: FlaskClient, auth: AuthActions, factory: Factory) -> None:
+    citizen = factory.citizen()
+    auth.login(citizen.nik, citizen.password)
+    secret = enrol_totp(client, auth)
+    before = sso_of(app, client)
+    assert before.acr == 1 and before.amr == ["pwd"]
+    interaction = pending_authorization(app, required_acr=2)
+
+    html = step_up_form(client, f"interaction={interaction.uid}&lang=en")
+    assert "Portal Pajak" in html
+    assert 'name="password"' not in html and 'name="nik"' not in html
+    assert 'name="factor" type="hidden" value="totp"' in html  # strongest enrolled first
+    assert "factor=email" in html  # with a way to pick another
+
+    r = submit_code(client, f"interaction={interaction.uid}", "totp", code_at(secret))
+    assert r.status_code == 302 and r.headers["Location"] == interaction.resume
+    after = sso_of(app, client)
+    assert after.sid == before.sid  # same session, raised
+    assert after.acr == 2 and {"pwd", "otp", "mfa"} <= set(after.amr)
+    assert "otp" in after.factor_times
+    assert "mfa_step_up" in audit_events(app, citizen.id)
+
+
+def test_step_up_without_a_session_sends_the_citizen_to_log_in_first(
+        app: Flask, client: FlaskClient) -> None:
+    interaction = pending_authorization(app)
+    r = client.get(f"/login/step-up?interaction={interaction.uid}")
+    assert r.status_code == 302 and r.headers["Location"] == f"/login?interaction={interaction.uid}"
+
+
+def test_citizen_without_a_suitable_factor_is_told_how_to_add_one_and_may_cancel(
+        app: Flask, client: FlaskClient, auth: AuthActions, factory: Factory) -> None:
+    citizen = factory.citizen()  # a verified email, but this portal accepts only authenticators
+    auth.login(citizen.nik, citizen.password)
+    interaction = pending_authorization(app, allowed_factors=["totp", "passkey"])
+    html = step_up_form(client, f"interaction={interaction.uid}&lang=en")
+    assert "Add a way to confirm it is you" in html
+    link = re.search(r'href="(/account/security\?next=[^"]+)"', html)
+    assert link and "step-up" in link.group(1)
+    assert client.get(link.group(1).replace("&amp;", "&")).status_code == 200
+
+    r = client.post(f"/login/step-up/cancel?interaction={interaction.uid}",
+                    data={"csrf_token": csrf_token(html)})
+    assert r.status_code == 302
+    assert r.headers["Location"] == interaction.resume + "&abort=unmet_authentication_requirements"
+    assert sso_of(app, client).acr == 1
+
+
+def test_code_by_email_is_not_offered_to_a_portal_that_accepts_only_authenticators(
+        app: Flask, client: FlaskClient, auth: AuthActions, factory: Factory) -> None:
+    citizen = factory.citizen()
+    auth.login(citizen.nik, citizen.password)
+    interaction = pending_authorization(app, allowed_factors=["totp"])
+    html = step_up_form(client, f"interaction={interaction.uid}&factor=email&lang=en")
+    assert "Add a way to confirm it is you" in html and 'value="email"' not in html
+    r = submit_code(client, f"interaction={interaction.uid}", "email", "123456")
+    assert r.status_code == 400
+    assert sso_of(app, client).acr == 1
+
+
+def test_level_three_is_reached_with_totp_only_after_in_person_verification(
+        app: Flask, client: FlaskClient, auth: AuthActions, factory: Factory) -> None:
+    plain = factory.citizen()
+    auth.login(plain.nik, plain.password)
+    enrol_totp(client, auth)
+    level3 = pending_authorization(app, required_acr=3)
+    assert "Add a way to confirm it is you" in step_up_form(client, f"interaction={level3.uid}&lang=en")
+    auth.logout()
+
+    verified = factory.citizen(in_person_verified_at=dt.datetime.now(dt.UTC))
+    auth.login(verified.nik, verified.password)
+    secret = enrol_totp(client, auth)
+    level3 = pending_authorization(app, required_acr=3)
+    r = submit_code(client, f"interaction={level3.uid}", "totp", code_at(secret))
+    assert r.status_code == 302 and r.headers["Location"] == level3.resume
+    assert sso_of(app, client).acr == 3
+
+
+def test_removing_a_factor_needs_a_fresh_second_factor(
+        app: Flask, client: FlaskClient, auth: AuthActions, factory: Factory) -> None:
+    citizen = factory.citizen()
+    auth.login(citizen.nik, citizen.password)
+    secret = enrol_totp(client, auth)
+    page = client.get("/account/security").get_data(as_text=True)
+    r = client.post("/account/security/totp/remove", data={"csrf_token": csrf_token(page)})
+    assert r.status_code == 302 and r.headers["Location"].startswith("/login/step-up?next=")
+    assert "mfa_totp_removed" not in audit_events(app, citizen.id)
+
+    done = submit_code(client, "next=/account/security", "totp", code_at(secret))
+    assert done.status_code == 302 and done.headers["Location"] == "/account/security"
+    r = client.post("/account/security/totp/remove", data={"csrf_token": csrf_token(page)})
+    assert r.status_code == 302 and r.headers["Location"] == "/account/security"
+    assert "mfa_totp_removed" in audit_events(app, citizen.id)
+    assert any("removed" in b or "dihapus" in b for b in outbox_messages(app, citizen.email))
+
+
+def test_adding_a_second_authenticator_needs_a_fresh_second_factor(
+        app: Flask, client: FlaskClient, auth: AuthActions, factory: Factory) -> None:
+    citizen = factory.citizen()
+    auth.login(citizen.nik, citizen.password)
+    enrol_totp(client, auth)
+    page = client.get("/account/security").get_data(as_text=True)
+    r = client.post("/account/security/passkeys/options", headers={"X-CSRFToken": csrf_token(page)})
+    assert r.status_code == 403 and r.get_json()["error"] == "step_up_required"
+    r = client.post("/account/security/recovery-codes", data={"csrf_token": csrf_token(page)})
+    assert r.status_code == 302 and r.headers["Location"].startswith("/login/step-up")
+
+
+def test_removing_the_last_factor_warns_about_portals_that_require_one(
+        app: Flask, client: FlaskClient, auth: AuthActions, factory: Factory) -> None:
+    from idp.models.consent import ConsentRecord
+    from idp.models.oidc import Client
+
+    citizen = factory.citizen()
+    with app.app_context():
+        from idp.db import get_session
+
+        db = get_session()
+        db.add(Client(client_id="pajak", name="Portal Pajak", redirect_uris=["https://pajak.example/cb"],
+                      scopes=["openid"], minimum_loa=2))
+        db.add(Client(client_id="berita", name="Portal Berita", redirect_uris=["https://b.example/cb"],
+                      scopes=["openid"], minimum_loa=1))
+        db.flush()
+        db.add_all([ConsentRecord(citizen_id=citizen.id, client_id=c, action="granted",
+                                  scopes=["openid"]) for c in ("pajak", "berita")])
+        db.commit()
+    auth.login(citizen.nik, citizen.password)
+    secret = enrol_totp(client, auth)
+    submit_code(client, "next=/account/security", "totp", code_at(secret))
+    page = client.get("/account/security").get_data(as_text=True)
+    warn = client.post("/account/security/totp/remove?lang=en", data={"csrf_token": csrf_token(page)})
+    html = warn.get_data(as_text=True)
+    assert warn.status_code == 409 and "Portal Pajak" in html and "Portal Berita" not in html
+    assert "mfa_totp_removed" not in audit_events(app, citizen.id)
+    r = client.post("/account/security/totp/remove",
+                    data={"csrf_token": csrf_token(html), "confirm": "1"})
+    assert r.status_code == 302 and "mfa_totp_removed" in audit_events(app, citizen.id)

@@ -1,0 +1,135 @@
+"""Authenticator apps (TOTP): enrolment, replay, clock drift, brute force and lockout."""
+
+from __future__ import annotations
+
+import pyotp
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import select
+
+from tests.conftest import AuthActions, Factory, csrf_token, make_app, outbox_messages
+from tests.test_mfa_support import (
+    audit_events,
+    away_from_step_edge,
+    code_at,
+    enrol_totp,
+    pending_authorization,
+    sso_of,
+    submit_code,
+)
+
+
+def _authenticator(app: Flask, citizen_id: object):  # type: ignore[no-untyped-def]
+    from idp.models.mfa import TotpAuthenticator
+
+    with app.app_context():
+        from idp.db import get_session
+
+        return get_session().scalar(select(TotpAuthenticator).where(
+            TotpAuthenticator.citizen_id == citizen_id))
+
+
+def test_totp_enrolment_counts_only_after_a_first_valid_code(
+        app: Flask, client: FlaskClient, auth: AuthActions, factory: Factory) -> None:
+    citizen = factory.citizen()
+    auth.login(citizen.nik, citizen.password)
+    page = client.get("/account/security/totp")
+    html = page.get_data(as_text=True)
+    assert 'src="data:image/svg+xml' in html  # QR code rendered here, as SVG
+    assert 'autocomplete="one-time-code"' in html
+    pending = _authenticator(app, citizen.id)
+    assert pending is not None and pending.confirmed_at is None
+
+    wrong = client.post("/account/security/totp", data={"csrf_token": csrf_token(html),
+                                                        "code": "000000"})
+    assert wrong.status_code == 400
+    assert _authenticator(app, citizen.id).confirmed_at is None
+
+    secret = enrol_totp(client, auth)
+    stored = _authenticator(app, citizen.id)
+    assert stored.confirmed_at is not None
+    # Encrypted at rest: the seed is not in the row, and it decrypts only for this citizen.
+    assert secret not in stored.secret_encrypted and stored.secret_encrypted.startswith("v1:")
+    with app.app_context():
+        from idp.auth.mfa import totp
+
+        assert totp.decrypt_secret(stored.secret_encrypted, str(citizen.id)) == secret
+    assert "mfa_totp_added" in audit_events(app, citizen.id)
+    assert any("authenticator app was added" in body.lower() or "aplikasi autentikator" in body.lower()
+               for body in outbox_messages(app, citizen.email))
+
+
+def test_login_of_citizen_with_authenticator_continues_to_step_up(
+        app: Flask, client: FlaskClient, auth: AuthActions, factory: Factory) -> None:
+    citizen = factory.citizen()
+    auth.login(citizen.nik, citizen.password)
+    enrol_totp(client, auth)
+    auth.logout()
+    r = auth.login(citizen.nik, citizen.password)
+    assert r.status_code == 302 and r.headers["Location"].startswith("/login/step-up?next=")
+    assert sso_of(app, client).acr == 1
+
+
+def test_replayed_totp_code_is_refused(app: Flask, client: FlaskClient, auth: AuthActions,
+                                       factory: Factory) -> None:
+    citizen = factory.citizen()
+    auth.login(citizen.nik, citizen.password)
+    secret = enrol_totp(client, auth)
+    code = code_at(secret)
+    first = submit_code(client, "next=/account", "totp", code)
+    assert first.status_code == 302 and first.headers["Location"] == "/account"
+    session = sso_of(app, client)
+    assert session.acr == 2 and {"pwd", "otp"} <= set(session.amr)
+
+    auth.logout()
+    auth.login(citizen.nik, citizen.password)
+    replay = submit_code(client, "next=/account", "totp", code)
+    assert replay.status_code == 401
+    assert sso_of(app, client).acr == 1
+
+
+def test_totp_accepts_one_step_of_drift_and_refuses_two(
+        app: Flask, client: FlaskClient, auth: AuthActions, factory: Factory) -> None:
+    citizen = factory.citizen()
+    auth.login(citizen.nik, citizen.password)
+    secret = enrol_totp(client, auth)  # used the code of step -1
+    away_from_step_edge(5)
+    for offset in (-2, 2):
+        r = submit_code(client, "next=/account", "totp", code_at(secret, offset))
+        assert r.status_code == 401, offset
+    ahead = submit_code(client, "next=/account", "totp", code_at(secret, 1))
+    assert ahead.status_code == 302
+    assert sso_of(app, client).acr == 2
+
+
+def test_totp_brute_force_locks_the_account_and_never_yields_a_session(
+        backend: dict[str, str], factory: Factory) -> None:
+    app = make_app({**backend, "IDP_LOGIN_MAX_FAILURES": "3"})
+    client = app.test_client()
+    auth = AuthActions(client)
+    factory = type(factory)(app)
+    citizen = factory.citizen()
+    auth.login(citizen.nik, citizen.password)
+    secret = enrol_totp(client, auth)
+    auth.logout()
+    auth.login(citizen.nik, citizen.password)
+    interaction = pending_authorization(app)
+
+    statuses = [submit_code(client, f"interaction={interaction.uid}", "totp", guess).status_code
+                for guess in ("111111", "222222", "333333")]
+    assert statuses == [401, 401, 429]
+    # The session that only had the password is gone, and the right code no longer helps.
+    assert sso_of(app, client) is None
+    again = auth.login(citizen.nik, citizen.password)
+    assert again.status_code == 429
+    assert sso_of(app, client) is None
+    r = client.get(f"/login/step-up?interaction={interaction.uid}")
+    assert r.status_code == 302 and r.headers["Location"].startswith("/login")
+    with app.test_request_context():
+        from idp.auth import session as sso
+
+        assert sso.sessions_of(str(citizen.id)) == []
+    events = audit_events(app, citizen.id)
+    assert events.count("mfa_failed") == 3 and "lockout" in events and "mfa_step_up" not in events
+    assert pyotp.TOTP(secret).now()  # the secret is fine; the account, not the code, is the problem
+    app.extensions["idp.engine"].dispose()
