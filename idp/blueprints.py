@@ -12,6 +12,8 @@ BLUEPRINTS = [
     "idp.identity.views",     # /register
     "idp.account.views",      # /account
     "idp.auth.mfa.views",     # /login/step-up, /account/security
+    "idp.oidc.endpoints.views",  # /authorize, /token, /userinfo, /jwks, discovery, /end-session
+    "idp.consent.views",      # /consent, /account/consents, /account/activity
     "idp.outbox",             # /dev/outbox (embedded/development only)
 ]
 

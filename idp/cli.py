@@ -75,6 +75,7 @@ def store_purge() -> None:
 COMMAND_MODULES = [
     "idp.identity.cli",  # seed-demo
     "idp.auth.cli",      # sessions end
+    "idp.oidc.cli",      # clients, keys, logout deliver
 ]
 
 

@@ -1,0 +1,1 @@
+"""Consent records and the consent screen (what a citizen shares with which portal)."""

@@ -1,0 +1,1 @@
+"""OpenID Connect provider on Authlib: grants, endpoints, claims, pairwise subjects, keys, logout."""

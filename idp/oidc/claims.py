@@ -1,0 +1,121 @@
+"""Scopes, claims and the ``claims`` request parameter (OIDC Core §5.4, §5.5).
+
+Values come from the population registry (name, birth date, sex, address) and the SatuID account
+(email, phone, locale). The NIK is a claim of its own, under the ``nik`` scope, for portals that are
+allowed it. Scope claims are returned from userinfo; the ID token carries only what the ``claims``
+parameter asks for in ``id_token`` (§5.4: scope claims go to userinfo when an access token is issued).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from idp.models import Citizen, Resident
+
+SCOPE_CLAIMS: dict[str, tuple[str, ...]] = {
+    "profile": ("name", "birthdate", "gender", "locale"),
+    "email": ("email", "email_verified"),
+    "phone": ("phone_number", "phone_number_verified"),
+    "address": ("address",),
+    "nik": ("nik",),
+}
+SUPPORTED_SCOPES = ("openid", "offline_access", *SCOPE_CLAIMS)
+CLAIM_SCOPE = {claim: scope for scope, claims in SCOPE_CLAIMS.items() for claim in claims}
+# Claims about the authentication itself, always allowed in the claims parameter.
+AUTH_CLAIMS = ("sub", "auth_time", "acr", "amr", "sid", "nonce")
+SUPPORTED_CLAIMS = ("iss", "aud", "exp", "iat", *AUTH_CLAIMS, *CLAIM_SCOPE)
+
+
+class InvalidClaimsRequest(ValueError):
+    """The ``claims`` parameter is not a JSON object of the form §5.5 describes."""
+
+
+def parse_claims_request(raw: str | None) -> dict[str, dict[str, Any]]:
+    if not raw:
+        return {}
+    try:
+        value = json.loads(raw)
+    except ValueError as e:
+        raise InvalidClaimsRequest("claims is not JSON") from e
+    if not isinstance(value, dict):
+        raise InvalidClaimsRequest("claims is not a JSON object")
+    out: dict[str, dict[str, Any]] = {}
+    for member in ("id_token", "userinfo"):
+        part = value.get(member)
+        if part is None:
+            continue
+        if not isinstance(part, dict) or not all(v is None or isinstance(v, dict) for v in part.values()):
+            raise InvalidClaimsRequest(f"claims.{member} is not an object of claim requests")
+        out[member] = {k: (v or {}) for k, v in part.items()}
+    return out
+
+
+def essential_acr(claims_request: dict[str, dict[str, Any]]) -> list[str] | None:
+    """``acr`` values asked as essential in the claims parameter (OIDC Core §5.5.1.1)."""
+    for member in ("id_token", "userinfo"):
+        acr = claims_request.get(member, {}).get("acr")
+        if acr and acr.get("essential"):
+            values = acr.get("values") or ([acr["value"]] if acr.get("value") else [])
+            return [str(v) for v in values]
+    return None
+
+
+def released_claims(scopes: list[str], claims_request: dict[str, dict[str, Any]],
+                    member: str) -> list[str]:
+    """Names of the identity claims one response (``id_token`` or ``userinfo``) carries.
+
+    Userinfo: the granted scopes' claims, narrowed to those named when ``claims.userinfo`` is given.
+    ID token: only those named in ``claims.id_token``. Either way only claims of granted scopes.
+    """
+    allowed = {c for s in scopes for c in SCOPE_CLAIMS.get(s, ())}
+    asked = claims_request.get(member)
+    if member == "userinfo":
+        names = allowed if asked is None else {c for c in asked if c in allowed}
+    else:
+        names = {c for c in (asked or {}) if c in allowed}
+    return sorted(names)
+
+
+def requested_claims(scopes: list[str], claims_request: dict[str, dict[str, Any]]) -> list[str]:
+    """Every identity claim this authorization could release: what the consent page lists."""
+    return sorted(set(released_claims(scopes, claims_request, "userinfo"))
+                  | set(released_claims(scopes, claims_request, "id_token")))
+
+
+def claim_values(session: Session, citizen: Citizen, names: list[str]) -> dict[str, Any]:
+    """Values of the named claims for a citizen, from the registry and the account."""
+    resident = session.get(Resident, citizen.nik) if names else None
+    values: dict[str, Any] = {}
+    for name in names:
+        if name == "name":
+            values[name] = citizen.full_name
+        elif name == "birthdate" and resident:
+            values[name] = resident.birth_date.isoformat()
+        elif name == "gender" and resident:
+            values[name] = "female" if resident.sex == "F" else "male"
+        elif name == "locale":
+            values[name] = citizen.locale
+        elif name == "email" and citizen.email:
+            values[name] = citizen.email
+        elif name == "email_verified" and citizen.email:
+            values[name] = bool(citizen.email_verified)
+        elif name == "phone_number" and citizen.phone:
+            values[name] = citizen.phone
+        elif name == "phone_number_verified" and citizen.phone:
+            values[name] = bool(citizen.phone_verified)
+        elif name == "address" and resident:
+            values[name] = {
+                "formatted": ", ".join([resident.street_address, resident.village, resident.district,
+                                        resident.regency, resident.province, resident.postal_code]),
+                "street_address": resident.street_address,
+                "locality": resident.regency,
+                "region": resident.province,
+                "postal_code": resident.postal_code,
+                "country": "ID",
+            }
+        elif name == "nik":
+            values[name] = citizen.nik
+    return values

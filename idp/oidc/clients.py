@@ -1,0 +1,139 @@
+"""The relying-party registry: look-up, registration, secrets.
+
+Client secrets are 256-bit random values, so a single SHA-256 is enough to store them: there is no
+dictionary to guess from, and a slow hash (argon2) would only cost the token endpoint time on every
+request. The secret is shown once, when created or rotated.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from typing import Any
+
+from authlib.oauth2.rfc6749 import InvalidClientError
+from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
+from joserfc.jwk import KeySet
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from idp.models import Client
+
+AUTH_METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt", "none")
+SECRET_METHODS = ("client_secret_basic", "client_secret_post")
+
+
+class ClientError(ValueError):
+    """A registration that cannot be accepted (the CLI shows the message)."""
+
+
+def hash_secret(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def find(session: Session, client_id: str | None) -> Client | None:
+    """An active client by id (a disabled one is treated as unknown)."""
+    if not client_id or len(client_id) > 100:
+        return None
+    client = session.get(Client, client_id)
+    return client if client is not None and client.active else None
+
+
+def _check_uri(uri: str) -> None:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(uri)
+    if parts.scheme not in ("https", "http") or not parts.hostname or parts.fragment:
+        raise ClientError(f"not an absolute http(s) URI without fragment: {uri}")
+    if parts.scheme == "http" and parts.hostname not in ("127.0.0.1", "localhost", "::1"):
+        raise ClientError(f"http is only allowed for local development: {uri}")
+
+
+def register(session: Session, *, name: str, redirect_uris: list[str], client_id: str | None = None,
+             secret: str | None = None, **fields: Any) -> tuple[Client, str | None]:
+    """Create a client; returns it and its secret in clear (None for public/private_key_jwt)."""
+    if not redirect_uris:
+        raise ClientError("at least one redirect URI is required")
+    for uri in [*redirect_uris, *fields.get("post_logout_redirect_uris", [])]:
+        _check_uri(uri)
+    if fields.get("backchannel_logout_uri"):
+        _check_uri(fields["backchannel_logout_uri"])
+    method = fields.get("token_endpoint_auth_method", "client_secret_basic")
+    if method not in AUTH_METHODS:
+        raise ClientError(f"unknown auth method {method}")
+    if method == "private_key_jwt" and not (fields.get("jwks") or fields.get("jwks_uri")):
+        raise ClientError("private_key_jwt needs --jwks or --jwks-uri")
+    if fields.get("id_token_signed_response_alg", "RS256") not in ("RS256", "ES256"):
+        raise ClientError("ID token algorithm must be RS256 or ES256")
+    scopes = list(dict.fromkeys(["openid", *fields.pop("scopes", ["openid"])]))
+    from idp.oidc.claims import SUPPORTED_SCOPES
+
+    unknown = [s for s in scopes if s not in SUPPORTED_SCOPES]
+    if unknown:
+        raise ClientError(f"unknown scopes: {' '.join(unknown)}")
+    secret = (secret or secrets.token_urlsafe(32)) if method in SECRET_METHODS else None
+    client = Client(client_id=client_id or secrets.token_urlsafe(16), name=name,
+                    redirect_uris=list(redirect_uris), scopes=scopes,
+                    secret_hash=hash_secret(secret) if secret else None, **fields)
+    session.add(client)
+    return client, secret
+
+
+def rotate_secret(client: Client) -> str:
+    if client.token_endpoint_auth_method not in SECRET_METHODS:
+        raise ClientError("this client does not authenticate with a secret")
+    secret = secrets.token_urlsafe(32)
+    client.secret_hash = hash_secret(secret)
+    return secret
+
+
+def describe(client: Client) -> dict[str, Any]:
+    """The client as JSON for operators (never the secret hash)."""
+    return {
+        "client_id": client.client_id, "name": client.name, "description": client.description,
+        "category": client.category, "purpose": client.purpose, "logo_uri": client.logo_uri,
+        "redirect_uris": client.redirect_uris,
+        "post_logout_redirect_uris": client.post_logout_redirect_uris,
+        "sector_identifier": client.sector_identifier, "scopes": client.scopes,
+        "token_endpoint_auth_method": client.token_endpoint_auth_method,
+        "jwks_uri": client.jwks_uri, "has_jwks": bool(client.jwks),
+        "backchannel_logout_uri": client.backchannel_logout_uri,
+        "id_token_signed_response_alg": client.id_token_signed_response_alg,
+        "minimum_loa": client.minimum_loa, "active": client.active,
+    }
+
+
+def all_clients(session: Session) -> list[Client]:
+    return list(session.scalars(select(Client).order_by(Client.client_id)))
+
+
+class PrivateKeyJWT(JWTBearerClientAssertion):
+    """``private_key_jwt`` client authentication (RFC 7523 §2.2, OIDC Core §9).
+
+    The assertion's audience is the issuer or the token endpoint; each ``jti`` is accepted once
+    (kept in the store for the assertion's lifetime plus leeway).
+    """
+
+    CLIENT_AUTH_METHOD = "private_key_jwt"
+
+    def get_audiences(self) -> list[str]:
+        from flask import current_app, request
+
+        issuer = current_app.config["IDP"].issuer
+        return [issuer, issuer + "/token", issuer + request.path]
+
+    def validate_jti(self, claims: dict[str, Any], jti: str) -> bool:
+        from idp.store import get_store
+
+        return get_store().put_if_absent(f"client-jti:{claims['sub']}:{jti}", {}, 600)
+
+    def resolve_client_public_key(self, client: Client) -> KeySet:
+        if client.jwks:
+            return KeySet.import_key_set(client.jwks)
+        if client.jwks_uri:
+            import requests
+
+            response = requests.get(client.jwks_uri, timeout=3)
+            response.raise_for_status()
+            return KeySet.import_key_set(response.json())
+        raise InvalidClientError(description="The client has no registered keys.")

@@ -1,0 +1,225 @@
+"""The authorization code grant, PKCE, refresh tokens and the ID token, as Authlib subclasses.
+
+Codes live in the short-lived store and are taken once (RFC 6749 §4.1.2: single use, 60 s here).
+A spent code leaves a marker with its grant id, so presenting it again revokes what it issued.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import uuid
+from typing import Any
+
+from authlib.oauth2.rfc6749 import InvalidRequestError, grants
+from authlib.oauth2.rfc7636 import CodeChallenge
+from authlib.oidc.core import OpenIDCode
+from authlib.oidc.core.grants.util import create_half_hash
+from flask import current_app, g
+from joserfc import jwt
+from sqlalchemy import update
+
+from idp import audit
+from idp.auth import loa
+from idp.db import get_session
+from idp.models import Citizen, ClaimRelease, Client, Grant, Token
+from idp.models.base import utcnow
+from idp.oidc import claims as claimsmod
+from idp.oidc import keys, tokens
+from idp.oidc.pairwise import pairwise_subject
+from idp.store import get_store
+
+AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"]
+
+
+def code_key(code: str) -> str:
+    return "code:" + hashlib.sha256(code.encode()).hexdigest()
+
+
+class S256CodeChallenge(CodeChallenge):
+    """PKCE (RFC 7636) with S256 only, required from every client (RFC 9700 §2.1.1)."""
+
+    DEFAULT_CODE_CHALLENGE_METHOD = "S256"
+    SUPPORTED_CODE_CHALLENGE_METHOD = ["S256"]
+    CODE_CHALLENGE_METHODS = {"S256": CodeChallenge.CODE_CHALLENGE_METHODS["S256"]}
+
+    def validate_code_challenge(self, grant: Any, redirect_uri: str) -> None:
+        data = grant.request.payload.data
+        if not data.get("code_challenge"):
+            raise InvalidRequestError("PKCE is required: send code_challenge with method S256.")
+        if data.get("code_challenge_method") != "S256":
+            raise InvalidRequestError("Only code_challenge_method=S256 is supported.")
+        super().validate_code_challenge(grant, redirect_uri)
+
+    def validate_code_verifier(self, grant: Any, result: Any) -> None:
+        if not grant.request.form.get("code_verifier"):
+            raise InvalidRequestError("Missing 'code_verifier'")
+        super().validate_code_verifier(grant, result)
+
+    def get_authorization_code_challenge(self, authorization_code: AuthorizationCode) -> str:
+        return authorization_code["code_challenge"]
+
+    def get_authorization_code_challenge_method(self, authorization_code: AuthorizationCode) -> str:
+        return authorization_code["code_challenge_method"]
+
+
+class AuthorizationCode(dict):
+    """A code's data as stored: the request it answers and the authentication behind it."""
+
+    def get_redirect_uri(self) -> str:
+        return self["redirect_uri"]
+
+    def get_scope(self) -> str:
+        return self["scope"]
+
+    def get_nonce(self) -> str | None:
+        return self.get("nonce")
+
+    def get_auth_time(self) -> int:
+        return int(self["auth_time"])
+
+    def get_acr(self) -> str:
+        return loa.acr_value(int(self["acr"]))
+
+    def get_amr(self) -> list[str]:
+        return list(self["amr"])
+
+
+class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
+    TOKEN_ENDPOINT_AUTH_METHODS = AUTH_METHODS
+
+    def save_authorization_code(self, code: str, request: Any) -> None:
+        """Create the grant and keep the code's data in the store for 60 s (take-once)."""
+        sso = g.sso
+        client: Client = request.client
+        grant = Grant(client_id=client.client_id, citizen_id=request.user.id, sid=sso.sid)
+        session = get_session()
+        session.add(grant)
+        session.commit()
+        data = request.payload.data
+        pending = g.get("oidc_pending") or {}
+        acr = max(int(sso.acr), int(pending.get("acr_reached", 0)))
+        value = {
+            "grant_id": str(grant.id), "client_id": client.client_id,
+            "citizen_id": str(request.user.id), "redirect_uri": data.get("redirect_uri"),
+            "scope": request.scope, "nonce": data.get("nonce"),
+            "code_challenge": data.get("code_challenge"),
+            "code_challenge_method": data.get("code_challenge_method"),
+            "auth_time": sso.auth_time, "acr": acr, "amr": list(sso.amr), "sid": sso.sid,
+            "claims_request": claimsmod.parse_claims_request(data.get("claims")),
+        }
+        lifetime = current_app.config.get("OIDC_CODE_LIFETIME", 60)
+        get_store().put(code_key(code), value, lifetime)
+
+    def query_authorization_code(self, code: str, client: Client) -> AuthorizationCode | None:
+        if not code or len(code) > 256:
+            return None
+        store = get_store()
+        key = code_key(code)
+        data = store.take(key)
+        if data is None:
+            spent = store.get("spent-" + key)
+            if spent is not None:
+                # RFC 6749 §4.1.2 / RFC 9700 §4.5: a code used twice revokes what it issued.
+                tokens.revoke_grant(spent["grant_id"], "code_replay")
+                audit.append("code_replayed", client_id=client.client_id, grant_id=spent["grant_id"])
+            return None
+        store.put("spent-" + key, {"grant_id": data["grant_id"]},
+                  current_app.config["IDP"].refresh_token_lifetime)
+        if data["client_id"] != client.client_id:
+            audit.append("code_wrong_client", client_id=client.client_id, grant_id=data["grant_id"])
+            return None
+        return AuthorizationCode(data)
+
+    def delete_authorization_code(self, authorization_code: AuthorizationCode) -> None:
+        """Nothing to do: the store's take-once already removed it."""
+
+    def authenticate_user(self, authorization_code: AuthorizationCode) -> Citizen | None:
+        grant = get_session().get(Grant, uuid.UUID(authorization_code["grant_id"]))
+        if grant is None or grant.revoked_at is not None:
+            return None
+        return get_session().get(Citizen, uuid.UUID(authorization_code["citizen_id"]))
+
+
+class RefreshTokenGrant(grants.RefreshTokenGrant):
+    """Refresh tokens rotate on every use; a rotated one presented again revokes the grant
+    (RFC 9700 §4.14.2)."""
+
+    TOKEN_ENDPOINT_AUTH_METHODS = AUTH_METHODS
+    INCLUDE_NEW_REFRESH_TOKEN = True
+
+    def authenticate_refresh_token(self, refresh_token: str) -> tokens.IssuedToken | None:
+        token = tokens.find_refresh_token(refresh_token)
+        client = self.request.client
+        if token is None or not token.check_client(client):
+            return None
+        row = token.row
+        if row.refresh_revoked_at is not None or token.is_expired():
+            return None
+        session = get_session()
+        # Claim the token atomically: of two concurrent uses, one wins and the other is a reuse.
+        claimed = session.execute(update(Token).where(Token.id == row.id, Token.refresh_used_at.is_(None))
+                                  .values(refresh_used_at=utcnow())).rowcount
+        session.commit()
+        if not claimed:
+            tokens.revoke_grant(row.grant_id, "refresh_token_reuse")
+            audit.append("refresh_token_reuse", citizen_id=row.citizen_id, client_id=row.client_id,
+                         grant_id=str(row.grant_id))
+            return None
+        return token
+
+    def authenticate_user(self, refresh_token: tokens.IssuedToken) -> Citizen | None:
+        return refresh_token.get_user()
+
+    def revoke_old_credential(self, refresh_token: tokens.IssuedToken) -> None:
+        """Already marked used when it was claimed."""
+
+
+def record_release(citizen_id: uuid.UUID, client: Client, channel: str, names: list[str]) -> None:
+    """Log a release of claims for the citizen's activity page and the audit log."""
+    session = get_session()
+    session.add(ClaimRelease(citizen_id=citizen_id, client_id=client.client_id, channel=channel,
+                             claims=names))
+    session.commit()
+    audit.append("claims_released", citizen_id=citizen_id, client_id=client.client_id, channel=channel,
+                 claims=names)
+
+
+class IdToken(OpenIDCode):
+    """The ID token (OIDC Core §2, §3.1.3.6) with pairwise ``sub``, ``sid`` and ``at_hash``.
+
+    The prompt parameter is handled by ``/authorize`` itself (login, step-up and consent are
+    interactions), so Authlib's prompt hook is not registered.
+    """
+
+    def __call__(self, grant: Any) -> None:
+        grant.register_hook("after_create_token_response", self.process_token)
+
+    def exists_nonce(self, nonce: str, request: Any) -> bool:
+        return False
+
+    def encode_id_token(self, token: dict[str, Any], request: Any) -> str:
+        client: Client = request.client
+        code: AuthorizationCode = request.authorization_code
+        citizen: Citizen = request.user
+        alg = client.id_token_signed_response_alg or "RS256"
+        key = keys.signing_key(get_session(), alg)
+        now = int(time.time())
+        scopes = token["scope"].split()
+        names = claimsmod.released_claims(scopes, code.get("claims_request") or {}, "id_token")
+        claims: dict[str, Any] = {
+            "iss": current_app.config["IDP"].issuer,
+            "sub": pairwise_subject(client, str(citizen.id)),
+            "aud": client.client_id, "iat": now,
+            "exp": now + current_app.config["IDP"].id_token_lifetime,
+            "auth_time": code.get_auth_time(), "acr": code.get_acr(), "amr": code.get_amr(),
+            "sid": code["sid"],
+        }
+        if code.get_nonce():
+            claims["nonce"] = code.get_nonce()
+        at_hash = create_half_hash(token["access_token"], alg)
+        if at_hash is not None:
+            claims["at_hash"] = at_hash.decode()
+        claims.update(claimsmod.claim_values(get_session(), citizen, names))
+        record_release(citizen.id, client, "id_token", ["sub", *names])
+        return jwt.encode({"alg": alg, "kid": key.kid, "typ": "JWT"}, claims, key)

@@ -1,0 +1,138 @@
+"""Signing keys: stored in the database, private parts encrypted, rotated next → current → retired.
+
+A new key is published in the JWKS as ``next`` before it signs anything, so relying parties that cache
+the JWKS already know it when it becomes ``current``; a retired key stays published until every token
+it signed has expired (the longest token lifetime), then leaves the JWKS (OIDC Core §10.1.1).
+The private JWK is encrypted with Fernet (AES-128-CBC + HMAC-SHA256) under a key derived by HKDF from
+``IDP_KEY_ENCRYPTION_KEY``.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import secrets
+from typing import Any
+
+from cryptography.fernet import Fernet
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from flask import current_app
+from joserfc.jwk import ECKey, KeySet, RSAKey
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from idp.models import SigningKey
+from idp.models.base import utcnow
+
+ALGORITHMS = ("RS256", "ES256")
+
+
+def _fernet(secret: str) -> Fernet:
+    raw = HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
+               info=b"satuid signing keys").derive(secret.encode())
+    return Fernet(base64.urlsafe_b64encode(raw))
+
+
+def _generate(alg: str) -> RSAKey | ECKey:
+    if alg == "RS256":
+        return RSAKey.generate_key(2048, private=True, auto_kid=False)
+    return ECKey.generate_key("P-256", private=True, auto_kid=False)
+
+
+def new_key(session: Session, alg: str, state: str) -> SigningKey:
+    key = _generate(alg)
+    kid = f"{alg.lower()}-{utcnow():%Y%m%d}-{secrets.token_hex(4)}"
+    public = {**key.as_dict(private=False), "kid": kid, "alg": alg, "use": "sig"}
+    private = {**key.as_dict(private=True), "kid": kid, "alg": alg}
+    secret = current_app.config["IDP"].key_encryption_key
+    row = SigningKey(kid=kid, alg=alg, state=state, public_jwk=public,
+                     private_encrypted=_fernet(secret).encrypt(json.dumps(private).encode()).decode(),
+                     activated_at=utcnow() if state == "current" else None)
+    session.add(row)
+    return row
+
+
+def ensure_keys(session: Session) -> None:
+    """Create a current and a next key per algorithm when missing (a fresh install)."""
+    have = {(k.alg, k.state) for k in session.scalars(
+        select(SigningKey).where(SigningKey.state.in_(("current", "next"))))}
+    created = False
+    for alg in ALGORITHMS:
+        for state in ("current", "next"):
+            if (alg, state) not in have:
+                new_key(session, alg, state)
+                created = True
+    if created:
+        try:
+            session.commit()
+        except IntegrityError:  # pragma: no cover - kids are random; another worker raced us
+            session.rollback()
+
+
+def _longest_lifetime() -> int:
+    s = current_app.config["IDP"]
+    return max(s.access_token_lifetime, s.id_token_lifetime)
+
+
+def rotate(session: Session) -> list[tuple[str, str, str]]:
+    """Retire each current key, promote the next one, publish a new next. Returns (alg, old, new)."""
+    ensure_keys(session)
+    now = utcnow()
+    changes = []
+    for alg in ALGORITHMS:
+        current = session.scalar(select(SigningKey).where(SigningKey.alg == alg,
+                                                          SigningKey.state == "current"))
+        nxt = session.scalar(select(SigningKey).where(SigningKey.alg == alg, SigningKey.state == "next"))
+        assert current is not None and nxt is not None
+        current.state, current.retired_at = "retired", now
+        nxt.state, nxt.activated_at = "current", now
+        new_key(session, alg, "next")
+        changes.append((alg, current.kid, nxt.kid))
+    # Retired keys whose tokens have all expired leave the JWKS for good.
+    cutoff = now - dt.timedelta(seconds=_longest_lifetime())
+    session.execute(update(SigningKey).where(SigningKey.state == "retired",
+                                             SigningKey.retired_at < cutoff)
+                    .values(state="removed"))
+    session.commit()
+    return changes
+
+
+def _decrypt(row: SigningKey) -> dict[str, Any]:
+    secret = current_app.config["IDP"].key_encryption_key
+    return json.loads(_fernet(secret).decrypt(row.private_encrypted.encode()))
+
+
+_private_cache: dict[str, RSAKey | ECKey] = {}  # kid -> key; a kid's key material never changes
+
+
+def signing_key(session: Session, alg: str = "RS256") -> RSAKey | ECKey:
+    """The current private key for ``alg`` (its JWK carries ``kid``)."""
+    row = session.scalar(select(SigningKey).where(SigningKey.alg == alg, SigningKey.state == "current"))
+    if row is None:
+        ensure_keys(session)
+        row = session.scalar(select(SigningKey).where(SigningKey.alg == alg,
+                                                      SigningKey.state == "current"))
+    assert row is not None
+    key = _private_cache.get(row.kid)
+    if key is None:
+        data = _decrypt(row)
+        key = RSAKey.import_key(data) if alg == "RS256" else ECKey.import_key(data)
+        _private_cache[row.kid] = key
+    return key
+
+
+def published(session: Session) -> list[dict[str, Any]]:
+    """Public JWKs of every key a relying party may meet: next, current and recently retired."""
+    ensure_keys(session)
+    cutoff = utcnow() - dt.timedelta(seconds=_longest_lifetime())
+    rows = session.scalars(select(SigningKey).where(SigningKey.state.in_(("next", "current", "retired")))
+                           .order_by(SigningKey.created_at))
+    return [r.public_jwk for r in rows
+            if r.state != "retired" or (r.retired_at is not None and r.retired_at >= cutoff)]
+
+
+def public_key_set(session: Session) -> KeySet:
+    return KeySet.import_key_set({"keys": published(session)})

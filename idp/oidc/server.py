@@ -1,0 +1,94 @@
+"""SatuID's authorization server: Authlib's Flask server with our grants, endpoints and hooks.
+
+What Authlib does (parameter validation, client authentication, PKCE, error responses) is not
+written again here; this module only registers the pieces and adapts storage.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from authlib.integrations.flask_oauth2 import AuthorizationServer
+from authlib.oauth2.rfc6749 import OAuth2Request
+from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload
+from authlib.oauth2.rfc9207 import IssuerParameter
+from flask import Flask, current_app
+from flask import request as flask_request
+
+from idp.db import get_session
+from idp.models import Client
+from idp.oidc import clients, grants, tokens
+from idp.oidc.claims import SUPPORTED_SCOPES
+
+
+class StoredRequest(OAuth2Request):
+    """An authorization request rebuilt from parameters kept server-side (an interaction or PAR)."""
+
+    def __init__(self, params: dict[str, str]) -> None:
+        super().__init__("GET", current_app.config["IDP"].issuer + "/authorize", headers={})
+        self.payload = BasicOAuth2Payload(dict(params))
+        self._params = params
+
+    @property
+    def args(self) -> dict[str, str]:
+        return self._params
+
+    @property
+    def form(self) -> dict[str, str]:
+        return {}
+
+
+class Issuer(IssuerParameter):
+    """RFC 9207: ``iss`` in every authorization response, errors included."""
+
+    def get_issuer(self) -> str:
+        return current_app.config["IDP"].issuer
+
+
+class SatuIDServer(AuthorizationServer):
+    def query_client(self, client_id: str) -> Client | None:
+        return clients.find(get_session(), client_id)
+
+    def save_token(self, token: dict[str, Any], request: Any) -> None:
+        if request.authorization_code is not None:
+            context = dict(request.authorization_code)
+        else:
+            row = request.refresh_token.row
+            context = {"grant_id": row.grant_id, "claims_request": row.claims_request,
+                       "auth_time": row.auth_time, "acr": row.acr, "amr": row.amr, "sid": row.sid}
+        tokens.save(token, context, request.client, request.user)
+
+    def create_oauth2_request(self, request: Any) -> OAuth2Request:
+        if isinstance(request, OAuth2Request):
+            return request
+        if isinstance(request, dict):
+            return StoredRequest(request)
+        return super().create_oauth2_request(flask_request)
+
+    def handle_response(self, status_code: int, payload: Any, headers: Any) -> Any:
+        response = super().handle_response(status_code, payload, headers)
+        response.headers.setdefault("Cache-Control", "no-store")
+        return response
+
+
+def create_server(app: Flask) -> SatuIDServer:
+    from idp.oidc.logout import EndSession
+
+    server = SatuIDServer()
+    server.init_app(app)
+    server.scopes_supported = list(SUPPORTED_SCOPES)
+    server.register_token_generator("default", tokens.AccessTokenGenerator())
+    server.register_grant(grants.AuthorizationCodeGrant,
+                          [grants.S256CodeChallenge(required=True), grants.IdToken()])
+    server.register_grant(grants.RefreshTokenGrant)
+    server.register_endpoint(tokens.TokenRevocation)
+    server.register_endpoint(tokens.TokenIntrospection)
+    server.register_endpoint(EndSession)
+    server.register_extension(Issuer())
+    server.register_client_auth_method("private_key_jwt", clients.PrivateKeyJWT())
+    app.extensions["idp.oidc"] = server
+    return server
+
+
+def get_server() -> SatuIDServer:
+    return current_app.extensions["idp.oidc"]

@@ -1,0 +1,238 @@
+"""Access tokens (RFC 9068 JWTs), refresh tokens (opaque, hashed), revocation and introspection.
+
+Every token row carries its grant id; ``revoke_grant`` revokes a whole family at once (a replayed
+code, RFC 6749 §4.1.2; a reused rotated refresh token, RFC 9700 §4.14.2).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import json
+import secrets
+import time
+import uuid
+from typing import Any
+
+from authlib.oauth2.rfc6749 import TokenMixin
+from authlib.oauth2.rfc7009 import RevocationEndpoint
+from authlib.oauth2.rfc7662 import IntrospectionEndpoint
+from authlib.oauth2.rfc9068 import JWTBearerTokenGenerator
+from flask import current_app
+from joserfc import jwt
+from joserfc.errors import JoseError
+from sqlalchemy import select, update
+
+from idp import audit
+from idp.db import get_session
+from idp.models import Citizen, Client, Grant, Token
+from idp.models.base import utcnow
+from idp.oidc import keys
+from idp.oidc.pairwise import pairwise_subject
+
+
+def _hash(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+def _settings():  # type: ignore[no-untyped-def]
+    return current_app.config["IDP"]
+
+
+class AccessTokenGenerator(JWTBearerTokenGenerator):
+    """RFC 9068 access tokens signed with the current RS256 key; a refresh token only with
+    ``offline_access`` (OIDC Core §11)."""
+
+    def __init__(self) -> None:
+        super().__init__(issuer="", alg="RS256")
+
+    def generate(self, grant_type: str, client: Client, user: Citizen | None = None,
+                 scope: str | None = None, expires_in: int | None = None,
+                 include_refresh_token: bool = True) -> dict[str, Any]:
+        scope = self.get_allowed_scope(client, scope)
+        lifetime = expires_in or _settings().access_token_lifetime
+        now = int(time.time())
+        assert user is not None  # the code flow always has a citizen
+        claims = {
+            "iss": _settings().issuer, "sub": pairwise_subject(client, str(user.id)),
+            "aud": client.client_id, "client_id": client.client_id, "iat": now, "exp": now + lifetime,
+            "jti": secrets.token_urlsafe(16), "scope": scope,
+        }
+        key = keys.signing_key(get_session(), "RS256")
+        header = {"alg": "RS256", "typ": "at+jwt", "kid": key.kid}  # RFC 9068 §2.1
+        token: dict[str, Any] = {
+            "token_type": "Bearer", "access_token": jwt.encode(header, claims, key),
+            "expires_in": lifetime, "scope": scope,
+        }
+        if include_refresh_token and "offline_access" in scope.split():
+            token["refresh_token"] = secrets.token_urlsafe(32)
+        return token
+
+
+def _unverified_claims(token: str) -> dict[str, Any]:
+    payload = token.split(".")[1]
+    return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+
+
+def save(token: dict[str, Any], context: dict[str, Any], client: Client, citizen: Citizen) -> Token:
+    """Persist an issued token pair; ``context`` holds the grant id and the authentication facts."""
+    claims = _unverified_claims(token["access_token"])
+    now = utcnow()
+    row = Token(
+        grant_id=uuid.UUID(str(context["grant_id"])), client_id=client.client_id, citizen_id=citizen.id,
+        jti=claims["jti"], scope=token["scope"], claims_request=context.get("claims_request") or {},
+        auth_time=int(context["auth_time"]), acr=int(context["acr"]), amr=list(context["amr"]),
+        sid=context.get("sid"), issued_at=now,
+        access_expires_at=now + dt.timedelta(seconds=int(token["expires_in"])),
+    )
+    if token.get("refresh_token"):
+        row.refresh_hash = _hash(token["refresh_token"])
+        row.refresh_expires_at = now + dt.timedelta(seconds=_settings().refresh_token_lifetime)
+    session = get_session()
+    session.add(row)
+    session.commit()
+    return row
+
+
+def revoke_grant(grant_id: str | uuid.UUID, reason: str) -> None:
+    """Revoke a grant and every token issued from it."""
+    session = get_session()
+    gid = uuid.UUID(str(grant_id))
+    now = utcnow()
+    session.execute(update(Grant).where(Grant.id == gid, Grant.revoked_at.is_(None))
+                    .values(revoked_at=now, revoked_reason=reason))
+    session.execute(update(Token).where(Token.grant_id == gid, Token.access_revoked_at.is_(None))
+                    .values(access_revoked_at=now))
+    session.execute(update(Token).where(Token.grant_id == gid, Token.refresh_revoked_at.is_(None))
+                    .values(refresh_revoked_at=now))
+    session.commit()
+    grant = session.get(Grant, gid)
+    audit.append("grant_revoked", citizen_id=grant.citizen_id if grant else None,
+                 client_id=grant.client_id if grant else None, grant_id=str(gid), reason=reason)
+
+
+def revoke_refresh_tokens(citizen_id: uuid.UUID, client_id: str, reason: str) -> int:
+    """Revoke a portal's refresh tokens for a citizen (consent withdrawn)."""
+    session = get_session()
+    n = session.execute(update(Token).where(
+        Token.citizen_id == citizen_id, Token.client_id == client_id,
+        Token.refresh_hash.is_not(None), Token.refresh_revoked_at.is_(None),
+    ).values(refresh_revoked_at=utcnow())).rowcount
+    session.commit()
+    audit.append("refresh_tokens_revoked", citizen_id=citizen_id, client_id=client_id, count=n,
+                 reason=reason)
+    return n
+
+
+class IssuedToken(TokenMixin):
+    """A token row seen as one kind of token (access or refresh), for Authlib's endpoints."""
+
+    def __init__(self, row: Token, kind: str) -> None:
+        self.row = row
+        self.kind = kind
+
+    @property
+    def scope(self) -> str:
+        return self.row.scope
+
+    def check_client(self, client: Client) -> bool:
+        return self.row.client_id == client.client_id
+
+    def get_scope(self) -> str:
+        return self.row.scope
+
+    def _expires_at(self) -> dt.datetime:
+        if self.kind == "refresh_token":
+            assert self.row.refresh_expires_at is not None
+            return self.row.refresh_expires_at
+        return self.row.access_expires_at
+
+    def get_expires_in(self) -> int:
+        return max(0, int((self._expires_at() - utcnow()).total_seconds()))
+
+    def is_expired(self) -> bool:
+        return self._expires_at() <= utcnow()
+
+    def is_revoked(self) -> bool:
+        if self.kind == "refresh_token":
+            return self.row.refresh_revoked_at is not None or self.row.refresh_used_at is not None
+        return self.row.access_revoked_at is not None
+
+    def get_user(self) -> Citizen | None:
+        return get_session().get(Citizen, self.row.citizen_id)
+
+    def get_client(self) -> Client | None:
+        return get_session().get(Client, self.row.client_id)
+
+
+def find_access_token(value: str) -> IssuedToken | None:
+    """Verify an access token (signature, typ, iss, exp) and return its row, or None."""
+    if value.count(".") != 2 or len(value) > 4096:
+        return None
+    try:
+        decoded = jwt.decode(value, keys.public_key_set(get_session()), algorithms=["RS256"])
+        if decoded.header.get("typ") != "at+jwt":
+            return None
+        jwt.JWTClaimsRegistry(iss={"essential": True, "value": _settings().issuer},
+                              exp={"essential": True}, jti={"essential": True}).validate(decoded.claims)
+    except (JoseError, ValueError):
+        return None
+    row = get_session().scalar(select(Token).where(Token.jti == decoded.claims["jti"]))
+    return IssuedToken(row, "access_token") if row is not None else None
+
+
+def find_refresh_token(value: str) -> IssuedToken | None:
+    if len(value) > 512:
+        return None
+    row = get_session().scalar(select(Token).where(Token.refresh_hash == _hash(value)))
+    return IssuedToken(row, "refresh_token") if row is not None else None
+
+
+def find_token(value: str, hint: str | None) -> IssuedToken | None:
+    if hint == "refresh_token":
+        return find_refresh_token(value) or find_access_token(value)
+    return find_access_token(value) or find_refresh_token(value)
+
+
+class TokenRevocation(RevocationEndpoint):
+    """RFC 7009. Revoking a refresh token revokes its grant (§2.1: SHOULD also revoke access tokens)."""
+
+    CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"]
+
+    def query_token(self, token_string: str, token_type_hint: str | None) -> IssuedToken | None:
+        return find_token(token_string, token_type_hint)
+
+    def revoke_token(self, token: IssuedToken, request: Any) -> None:
+        if token.kind == "refresh_token":
+            revoke_grant(token.row.grant_id, "revoked_by_client")
+            return
+        session = get_session()
+        session.execute(update(Token).where(Token.id == token.row.id).values(access_revoked_at=utcnow()))
+        session.commit()
+        audit.append("token_revoked", citizen_id=token.row.citizen_id, client_id=token.row.client_id,
+                     kind="access")
+
+
+class TokenIntrospection(IntrospectionEndpoint):
+    """RFC 7662: a client authenticates and sees only its own tokens (others are ``active: false``)."""
+
+    CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"]
+
+    def query_token(self, token_string: str, token_type_hint: str | None) -> IssuedToken | None:
+        return find_token(token_string, token_type_hint)
+
+    def check_permission(self, token: IssuedToken, client: Client, request: Any) -> bool:
+        return token.check_client(client)
+
+    def introspect_token(self, token: IssuedToken) -> dict[str, Any]:
+        client = token.get_client()
+        assert client is not None
+        row = token.row
+        return {
+            "active": True, "client_id": row.client_id, "token_type": token.kind, "scope": row.scope,
+            "sub": pairwise_subject(client, str(row.citizen_id)), "aud": row.client_id,
+            "iss": _settings().issuer, "iat": int(row.issued_at.timestamp()),
+            "exp": int(token._expires_at().timestamp()),
+            **({"jti": row.jti} if token.kind == "access_token" else {}),
+        }
