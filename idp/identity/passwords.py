@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import string
 from functools import cache
 from pathlib import Path
 
@@ -53,8 +54,21 @@ def burn_time() -> None:
 
 @cache
 def common_passwords() -> frozenset[str]:
+    """The refused list (``common_passwords.txt``, one a line, ``#`` starts a comment line)."""
     path = Path(__file__).with_name("common_passwords.txt")
-    return frozenset(line.strip().lower() for line in path.read_text().splitlines() if line.strip())
+    lines = (line.strip().lower() for line in path.read_text(encoding="utf-8").splitlines())
+    return frozenset(line for line in lines if line and not line.startswith("#"))
+
+
+_PADDING = string.digits + string.punctuation + " "
+
+
+def is_common(password: str) -> bool:
+    """A listed password, or one padded with digits and symbols ("Bismillah2024!!!")."""
+    lowered = password.lower()
+    common = common_passwords()
+    return (lowered in common or lowered.rstrip(_PADDING) in common
+            or lowered.strip(_PADDING) in common or len(set(lowered)) < 4)
 
 
 def password_problem(password: str, *, nik: str | None = None, name: str | None = None) -> str | None:
@@ -64,7 +78,7 @@ def password_problem(password: str, *, nik: str | None = None, name: str | None 
     if len(password) > MAX_LENGTH:
         return "too_long"
     lowered = password.lower()
-    if lowered in common_passwords() or len(set(password)) < 4:
+    if is_common(password):
         return "too_common"
     if nik and nik in password:
         return "contains_nik"
