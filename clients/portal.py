@@ -220,7 +220,14 @@ def pages_blueprint(import_name: str) -> Blueprint:
 
 
 def home() -> str:
-    """Who is signed in and exactly which claims the portal received (ID token and userinfo)."""
+    """Who is signed in and exactly which claims the portal received (ID token and userinfo).
+
+    It is also the post_logout_redirect_uri: SatuID sends the browser back here with the ``state`` we
+    sent to its end_session_endpoint (RP-Initiated Logout 1.0 §3), which must be ours and unused.
+    """
+    if "state" in request.args and current_user() is None:
+        provider().validate_logout_response()
+        return render_template("logged_out.html")
     return render_template("home.html")
 
 
@@ -272,18 +279,11 @@ def logout() -> Response:
     if user is None:
         return redirect(url_for("pages.home"))
     return provider().logout_redirect(
-        post_logout_redirect_uri=external_url("auth.logged_out"),
+        post_logout_redirect_uri=external_url("pages.home"),
         id_token_hint=user["id_token"],
         client_id=portal().client_id,
         ui_locales=portal().ui_locales,
     )
-
-
-@auth_bp.get("/logged-out")
-def logged_out() -> str:
-    """Where SatuID sends the browser back after logout; ``state`` must be the one we sent (§3)."""
-    provider().validate_logout_response()
-    return render_template("logged_out.html")
 
 
 @auth_bp.post("/auth/backchannel-logout")

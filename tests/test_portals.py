@@ -261,12 +261,13 @@ def test_logout_ends_the_portal_session_and_goes_to_end_session_with_hint_and_st
     url = urlsplit(response.headers["Location"])
     q = {k: v[0] for k, v in parse_qs(url.query).items()}
     assert f"{url.scheme}://{url.netloc}{url.path}" == f"{op.issuer}/logout"
-    assert q["post_logout_redirect_uri"] == "http://portal.test/logged-out"
+    assert q["post_logout_redirect_uri"] == "http://portal.test/"
     assert q["client_id"] == "portal-kesehatan" and q["state"]
     assert jwt.decode(q["id_token_hint"], KeySet([op.key])).claims["sub"] == "pairwise-sub-1"
     assert "Belum masuk" in client.get("/").get_data(as_text=True)
-    assert client.get(f"/logged-out?state={q['state']}").status_code == 200
-    assert client.get(f"/logged-out?state={q['state']}").status_code == 400  # state is single-use
+    back = client.get(f"/?state={q['state']}")
+    assert back.status_code == 200 and "Anda sudah keluar" in back.get_data(as_text=True)
+    assert client.get(f"/?state={q['state']}").status_code == 400  # state is single-use
 
 
 def test_logout_without_csrf_token_is_refused(health: Flask, op: StandInProvider) -> None:
