@@ -215,12 +215,15 @@ def step_up_verify() -> Any:
         ok = codes.verify(citizen, factor, code)
     else:
         ok = recovery.use(db, citizen, code)
+    # End the database transaction before the store is written: on SQLite both share one file.
     if not ok:
+        db.rollback()
         throttle = _failure(ctx, citizen, factor)
         if throttle.blocked:
             return _locked_response(ctx, citizen, throttle)
         return _render_step_up(ctx, citizen, factor, status=401,
                                error=_("That code is not correct or was already used."))
+    db.commit()
     target = _success(ctx, citizen, factor)
     if factor == "recovery":
         left = factors.enrolment(db, citizen).recovery_codes_left
@@ -297,13 +300,14 @@ def step_up_passkey_verify() -> Any:
     try:
         passkey = passkeys.authenticate(db, citizen, g.sso.sid, passkeys.parse_json(request.get_data()))
     except passkeys.PasskeyRejected:
-        throttle = _failure(ctx, citizen, "passkey")
         db.rollback()
+        throttle = _failure(ctx, citizen, "passkey")
         return jsonify(error="passkey_rejected",
                        message=_("The passkey could not be verified. Try again or choose another "
                                  "way."), redirect=ctx.url() if throttle.locked_for else None), 401
-    target = _success(ctx, citizen, "passkey", passkey.device_type, user_verified=True)
+    device_type = passkey.device_type
     db.commit()
+    target = _success(ctx, citizen, "passkey", device_type, user_verified=True)
     return jsonify(redirect=target)
 
 
