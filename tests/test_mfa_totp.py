@@ -133,3 +133,27 @@ def test_totp_brute_force_locks_the_account_and_never_yields_a_session(
     assert events.count("mfa_failed") == 3 and "lockout" in events and "mfa_step_up" not in events
     assert pyotp.TOTP(secret).now()  # the secret is fine; the account, not the code, is the problem
     app.extensions["idp.engine"].dispose()
+
+
+def test_seed_demo_creates_a_citizen_with_a_working_authenticator_once(
+        app: Flask, client: FlaskClient, auth: AuthActions) -> None:
+    import json
+
+    runner = app.test_cli_runner()
+    outputs = [runner.invoke(args=["seed-demo"]) for _ in range(2)]
+    assert all(o.exit_code == 0 for o in outputs), outputs[0].output
+    lines = [json.loads(line) for line in outputs[1].output.splitlines() if "totp_secret" in line]
+    assert len(lines) == 1
+    demo = lines[0]
+    with app.app_context():
+        from sqlalchemy import func
+
+        from idp.db import get_session
+        from idp.models.mfa import TotpAuthenticator
+
+        assert get_session().scalar(select(func.count()).select_from(TotpAuthenticator)) == 1
+    r = auth.login(demo["nik"], demo["password"])
+    assert r.headers["Location"].startswith("/login/step-up")
+    away_from_step_edge()
+    done = submit_code(client, "next=/account", "totp", pyotp.TOTP(demo["totp_secret"]).now())
+    assert done.status_code == 302 and sso_of(app, client).acr == 2

@@ -57,6 +57,11 @@ def init_app(app: Flask) -> None:
         SECTIONS.append(("mfa.security",
                          _l("Login security: authenticator app, passkeys, recovery codes")))
     app.extensions["idp.after_password"] = after_password
+    from idp.auth.mfa.cli import seed_demo_totp
+    from idp.identity.cli import SEEDERS
+
+    if seed_demo_totp not in SEEDERS:
+        SEEDERS.append(seed_demo_totp)
     app.jinja_env.globals.setdefault("factor_labels", FACTOR_LABELS)
 
 

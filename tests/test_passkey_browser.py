@@ -1,0 +1,116 @@
+"""Passkeys in a real browser: Debian's chromium through Playwright, with the Chrome DevTools
+Protocol's virtual authenticator (user verification on), against SatuID served over real HTTP.
+
+WebAuthn needs a secure context; ``http://localhost`` is one, so the issuer, the WebAuthn origin and
+the relying party id all use ``localhost``.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from werkzeug.serving import make_server
+
+from tests.conftest import Factory, make_app
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+@pytest.fixture
+def live_idp(tmp_path: Path, sqlite_template: Path) -> Iterator[tuple[Any, str]]:
+    """SatuID on the embedded default, served by werkzeug on a free 127.0.0.1 port."""
+    holder: dict[str, Any] = {}
+
+    def wsgi(environ: dict[str, Any], start_response: Any) -> Any:
+        return holder["app"](environ, start_response)
+
+    server = make_server("127.0.0.1", 0, wsgi, threaded=True)
+    base = f"http://localhost:{server.server_port}"
+    instance = tmp_path / "instance"
+    instance.mkdir()
+    shutil.copy(sqlite_template, instance / "satuid.db")
+    from tests.conftest import FAST_ARGON2
+
+    app = make_app({**FAST_ARGON2, "IDP_INSTANCE_PATH": str(instance),
+                    "IDP_DATABASE_URL": f"sqlite:///{instance / 'satuid.db'}", "IDP_REDIS_URL": "",
+                    "IDP_ISSUER": base, "IDP_WEBAUTHN_ORIGIN": base, "IDP_WEBAUTHN_RP_ID": "localhost"})
+    app.config["TESTING"] = False  # behave like a deployment: CSRF and cookies as in production
+    holder["app"] = app
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield app, base
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
+        app.extensions["idp.engine"].dispose()
+
+
+def _session_of(app: Any, cookie: str) -> Any:
+    with app.test_request_context():
+        from idp.auth import session as sso
+
+        return sso.load(cookie)
+
+
+@pytest.mark.browser
+def test_passkey_registered_in_the_browser_brings_the_session_to_level_three(
+        live_idp: tuple[Any, str], request: pytest.FixtureRequest) -> None:
+    from playwright.sync_api import sync_playwright
+
+    app, base = live_idp
+    citizen = Factory(app).citizen()
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        context = browser.new_context(locale="en-US")
+        page = context.new_page()
+        try:
+            cdp = context.new_cdp_session(page)
+            cdp.send("WebAuthn.enable")
+            cdp.send("WebAuthn.addVirtualAuthenticator", {"options": {
+                "protocol": "ctap2", "transport": "internal", "hasResidentKey": True,
+                "hasUserVerification": True, "isUserVerified": True,
+                "automaticPresenceSimulation": True}})
+
+            page.goto(f"{base}/login?lang=en")
+            page.fill("input[name=nik]", citizen.nik)
+            page.fill("input[name=password]", citizen.password)
+            page.click("button[type=submit]")
+            page.wait_for_url(f"{base}/account")
+
+            page.goto(f"{base}/account/security")
+            page.fill("#passkey-register input[name=name]", "Laptop kantor")
+            page.click("#passkey-register button[type=submit]")
+            page.wait_for_selector("text=Your passkey is registered.")
+            assert page.locator("td", has_text="Laptop kantor").count() == 1
+
+            page.goto(f"{base}/logout")
+            page.click("main form button[type=submit]")
+            page.wait_for_url(f"{base}/login")
+
+            page.fill("input[name=nik]", citizen.nik)
+            page.fill("input[name=password]", citizen.password)
+            page.click("button[type=submit]")
+            page.wait_for_url(f"{base}/login/step-up**")
+            page.click("#passkey-authenticate")  # the strongest factor is offered first
+            page.wait_for_url(f"{base}/account")
+
+            cookie = next(c["value"] for c in context.cookies() if c["name"] == "satuid_sso")
+            session = _session_of(app, cookie)
+            assert session.acr == 3
+            assert {"pwd", "user", "mfa"} <= set(session.amr) and ({"hwk", "swk"} & set(session.amr))
+        except Exception:
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
+            raise
+        finally:
+            context.close()
+            browser.close()
