@@ -1,0 +1,306 @@
+"""The whole citizen journey in headless Chromium, against real servers on free ports.
+
+SatuID runs under gunicorn on a fresh, migrated and seeded database (the embedded SQLite default, and
+PostgreSQL + Redis); the two example portals run as ``python -m clients.run``. The citizen registers
+from the population registry (reading the code in the development outbox, as they would read their
+mail), signs in at the health portal, gets into the social-assistance portal without a password, steps
+up with an authenticator app for medical records, and signs out of one portal to find the other signed
+out too (back-channel logout). When a step fails, screenshots of every step so far and the servers'
+logs are kept under ``test-artifacts/``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyotp
+import pytest
+import requests
+from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwright
+
+from tests.conftest import FAST_ARGON2, REDIS_URL, create_pg_database, services_available, worker_number
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "test-artifacts"
+BIN = Path(sys.executable).parent
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+pytestmark = [pytest.mark.browser, pytest.mark.e2e]
+
+
+# ---- servers ------------------------------------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until_up(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{url} exited with {process.returncode}:\n{log.read_text()[-3000:]}")
+        with contextlib.suppress(requests.RequestException):
+            if requests.get(url, timeout=1).status_code < 500:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} did not come up in {timeout} s:\n{log.read_text()[-3000:]}")
+
+
+@dataclass
+class Servers:
+    """SatuID and the two portals, with what seed-demo printed and where the logs are."""
+
+    idp: str
+    health: str
+    social: str
+    seeded: list[dict[str, Any]]
+    logs: list[Path]
+    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def registrant(self) -> dict[str, str]:
+        """A registry resident without an account yet (seed-demo lists them)."""
+        return next(line["register"] for line in self.seeded if "register" in line)
+
+    def stop(self) -> None:
+        for process in self.processes:
+            process.terminate()
+        for process in self.processes:
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def idp_environment(tmp: Path, backend: str) -> dict[str, str]:
+    """SatuID's settings for one backend: embedded SQLite, or PostgreSQL + Redis."""
+    env = {"IDP_INSTANCE_PATH": str(tmp / "instance"), "IDP_ENV": "development", **FAST_ARGON2}
+    if backend == "sqlite":
+        env["IDP_DATABASE_URL"] = f"sqlite:///{tmp / 'instance' / 'satuid.db'}"
+        env["IDP_REDIS_URL"] = ""
+        return env
+    if not services_available():
+        pytest.skip("PostgreSQL/Redis not reachable here (CI sets IDP_TEST_REQUIRE_SERVICES=1)")
+    import redis
+
+    env["IDP_DATABASE_URL"] = create_pg_database(f"satuid_journey_{worker_number()}")
+    env["IDP_REDIS_URL"] = f"{REDIS_URL.rstrip('/')}/{15 - worker_number() % 4}"
+    redis.Redis.from_url(env["IDP_REDIS_URL"]).flushdb()
+    return env
+
+
+def start_servers(tmp: Path, backend: str) -> Servers:
+    """Migrate and seed a fresh SatuID, then start it under gunicorn and the portals beside it."""
+    (tmp / "instance").mkdir(parents=True, exist_ok=True)
+    idp_port, health_port, social_port = free_port(), free_port(), free_port()
+    idp, health, social = (f"http://127.0.0.1:{p}" for p in (idp_port, health_port, social_port))
+    env = {**os.environ, **idp_environment(tmp, backend), "IDP_ISSUER": idp,
+           "SATUID_DEMO_HEALTH_URL": health, "SATUID_DEMO_SOCIAL_URL": social, "SATUID_ISSUER": idp}
+    flask = [str(BIN / "flask"), "--app", "wsgi"]
+    subprocess.run([*flask, "db", "upgrade"], cwd=ROOT, env=env, check=True, capture_output=True)
+    seed = subprocess.run([*flask, "seed-demo"], cwd=ROOT, env=env, check=True, capture_output=True,
+                          text=True)
+    seeded = [json.loads(line) for line in seed.stdout.splitlines() if line.startswith("{")]
+
+    servers = Servers(idp=idp, health=health, social=social, seeded=seeded, logs=[])
+    commands = {
+        "idp": [str(BIN / "gunicorn"), "--workers", "2", "--bind", f"127.0.0.1:{idp_port}",
+                "--access-logfile", "-", "wsgi:app"],
+        "health": [sys.executable, "-m", "clients.run", "health", "--port", str(health_port),
+                   "--session-db", str(tmp / "health.sqlite")],
+        "social": [sys.executable, "-m", "clients.run", "social", "--port", str(social_port),
+                   "--session-db", str(tmp / "social.sqlite")],
+    }
+    try:
+        for name, command in commands.items():
+            log = tmp / f"{name}.log"
+            servers.logs.append(log)
+            with log.open("wb") as out:
+                servers.processes.append(subprocess.Popen(command, cwd=ROOT, env=env, stdout=out,
+                                                          stderr=subprocess.STDOUT))
+        wait_until_up(f"{idp}/healthz", servers.processes[0], servers.logs[0])
+        wait_until_up(f"{health}/", servers.processes[1], servers.logs[1])
+        wait_until_up(f"{social}/", servers.processes[2], servers.logs[2])
+    except BaseException:
+        servers.stop()
+        raise
+    return servers
+
+
+# ---- browser ------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def playwright() -> Iterator[Playwright]:
+    with sync_playwright() as p:
+        yield p
+
+
+@pytest.fixture(scope="module")
+def browser(playwright: Playwright) -> Iterator[Browser]:
+    browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+    yield browser
+    browser.close()
+
+
+class Steps:
+    """Named steps of a journey; on a failure every step's screenshot and the logs are kept."""
+
+    def __init__(self, page: Page, name: str, tmp: Path, logs: list[Path]) -> None:
+        self.page, self.name, self.tmp, self.logs = page, name, tmp / "shots", logs
+        self.tmp.mkdir(exist_ok=True)
+        self.count = 0
+
+    @contextlib.contextmanager
+    def step(self, title: str) -> Iterator[None]:
+        self.count += 1
+        label = f"{self.count:02d}-{re.sub(r'[^a-z0-9]+', '-', title.lower()).strip('-')}"
+        try:
+            yield
+        except BaseException:
+            self._keep(label + "-FAILED")
+            raise
+        with contextlib.suppress(Exception):
+            self.page.screenshot(path=str(self.tmp / f"{label}.png"), full_page=True)
+
+    def _keep(self, label: str) -> None:
+        target = ARTIFACTS / self.name
+        shutil.rmtree(target, ignore_errors=True)
+        target.mkdir(parents=True)
+        with contextlib.suppress(Exception):
+            self.page.screenshot(path=str(target / f"{label}.png"), full_page=True)
+        for shot in self.tmp.glob("*.png"):
+            shutil.copy(shot, target / shot.name)
+        for log in self.logs:
+            if log.exists():
+                shutil.copy(log, target / log.name)
+
+
+# ---- the journey --------------------------------------------------------------------------------
+
+def read_code_from_outbox(page: Page, idp: str, recipient: str) -> str:
+    """Open the development outbox in a new tab, as the citizen would open their mail."""
+    inbox = page.context.new_page()
+    try:
+        inbox.goto(f"{idp}/dev/outbox?to={recipient}")
+        body = inbox.locator("article.message pre.body").first.inner_text()
+    finally:
+        inbox.close()
+    found = re.search(r"\b(\d{6})\b", body)
+    assert found, f"no code in the message: {body!r}"
+    return found.group(1)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def servers(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Servers]:
+    started = start_servers(tmp_path, request.param)
+    yield started
+    started.stop()
+
+
+def test_citizen_registers_signs_in_once_steps_up_and_signs_out_everywhere(
+        servers: Servers, browser: Browser, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    context = browser.new_context(locale="id-ID")
+    context.set_default_timeout(10_000)
+    page = context.new_page()
+    steps = Steps(page, request.node.name, tmp_path, servers.logs)
+    person = servers.registrant()
+    email = f"{person['nik']}@example.id"
+    password = "Sawah-Hijau-Di-Ubud-2026"
+    try:
+        with steps.step("portal A sends the citizen to SatuID"):
+            page.goto(servers.health)
+            expect(page.get_by_role("heading", name="Belum masuk")).to_be_visible()
+            page.get_by_test_id("login").click()
+            expect(page).to_have_url(re.compile(re.escape(servers.idp) + r"/login\?"))
+
+        with steps.step("register from the population registry"):
+            page.locator("main a[href*='/register']").click()
+            page.fill("#nik", person["nik"])
+            page.fill("#full_name", person["name"])
+            page.fill("#birth_date", person["birth_date"])
+            page.locator("main button[type=submit]").click()
+            page.fill("#email", email)
+            page.locator("main button[type=submit]").click()
+
+        with steps.step("verify the email with the code from the outbox"):
+            page.fill("#code", read_code_from_outbox(page, servers.idp, email))
+            page.locator("main button[value=verify]").click()
+
+        with steps.step("choose a password"):
+            page.fill("#password", password)
+            page.fill("#confirm", password)
+            page.locator("main button[type=submit]").click()
+
+        with steps.step("consent at portal A and land back signed in"):
+            expect(page).to_have_url(re.compile(re.escape(servers.idp) + r"/consent\?"))
+            page.locator("main button[value=approve]").click()
+            expect(page).to_have_url(servers.health + "/")
+            expect(page.get_by_test_id("signed-in-as")).to_have_text(person["name"])
+            expect(page.get_by_test_id("acr")).to_have_text("urn:satuid:loa:1")
+            health_sub = page.locator("td[data-claim=sub]").first.inner_text()
+
+        with steps.step("portal B needs only consent, no password"):
+            page.goto(servers.social)
+            page.get_by_test_id("login").click()
+            expect(page).to_have_url(re.compile(re.escape(servers.idp) + r"/consent\?"))
+            expect(page.locator("input[type=password]")).to_have_count(0)
+            page.locator("main button[value=approve]").click()
+            expect(page).to_have_url(servers.social + "/")
+            expect(page.get_by_test_id("signed-in-as")).to_have_text(person["name"])
+            # Different sectors, different pairwise subjects: the portals cannot join their users.
+            assert page.locator("td[data-claim=sub]").first.inner_text() != health_sub
+
+        with steps.step("enrol an authenticator app on the account security page"):
+            page.goto(f"{servers.idp}/account/security")
+            page.locator("main a[href*='/account/security/totp']").click()
+            totp = pyotp.TOTP(page.locator("#totp-secret").inner_text().replace(" ", ""))
+            page.fill("#code", totp.now())
+            page.locator("main form:has(#code) button[type=submit]").first.click()
+            expect(page.locator("main form[action$='/totp/remove']")).to_have_count(1)
+
+        with steps.step("medical records at portal A ask for step-up"):
+            page.goto(servers.health)
+            page.locator("main a[href='/rekam-medis']").click()
+            expect(page).to_have_url(re.compile(re.escape(servers.idp) + r"/login/step-up\?"))
+            expect(page.locator("input[type=password]")).to_have_count(0)
+
+        with steps.step("step up with the authenticator app"):
+            # The enrolment used the current code and each code works once: the app's next one.
+            page.fill("#code", totp.at(time.time() + 30))
+            page.locator("main form:has(#code) button[type=submit]").first.click()
+            expect(page).to_have_url(servers.health + "/rekam-medis")
+            expect(page.get_by_test_id("assurance")).to_contain_text("urn:satuid:loa:2")
+
+        with steps.step("sign out at portal B"):
+            page.goto(servers.social)
+            page.locator("header form[action='/logout'] button").click()
+            expect(page.get_by_role("heading", name="Anda sudah keluar")).to_be_visible()
+            page.goto(f"{servers.idp}/account")
+            expect(page).to_have_url(re.compile(re.escape(servers.idp) + r"/login"))
+
+        with steps.step("portal A is signed out too (back-channel logout)"):
+            deadline = time.monotonic() + 10
+            while True:
+                page.goto(servers.health)
+                if page.get_by_test_id("signed-in-as").count() == 0 or time.monotonic() > deadline:
+                    break
+                time.sleep(0.2)
+            expect(page.get_by_role("heading", name="Belum masuk")).to_be_visible()
+            page.goto(servers.health + "/rekam-medis")
+            expect(page).to_have_url(re.compile(re.escape(servers.idp) + r"/login\?"))
+    finally:
+        context.close()
