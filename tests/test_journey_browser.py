@@ -103,8 +103,8 @@ def idp_environment(tmp: Path, backend: str) -> dict[str, str]:
     return env
 
 
-def start_servers(tmp: Path, backend: str) -> Servers:
-    """Migrate and seed a fresh SatuID, then start it under gunicorn and the portals beside it."""
+def start_servers(tmp: Path, backend: str, portals: bool = True) -> Servers:
+    """Migrate and seed a fresh SatuID, then start it under gunicorn (and the portals beside it)."""
     (tmp / "instance").mkdir(parents=True, exist_ok=True)
     idp_port, health_port, social_port = free_port(), free_port(), free_port()
     idp, health, social = (f"http://127.0.0.1:{p}" for p in (idp_port, health_port, social_port))
@@ -125,6 +125,8 @@ def start_servers(tmp: Path, backend: str) -> Servers:
         "social": [sys.executable, "-m", "clients.run", "social", "--port", str(social_port),
                    "--session-db", str(tmp / "social.sqlite")],
     }
+    if not portals:
+        del commands["health"], commands["social"]
     try:
         for name, command in commands.items():
             log = tmp / f"{name}.log"
@@ -132,9 +134,9 @@ def start_servers(tmp: Path, backend: str) -> Servers:
             with log.open("wb") as out:
                 servers.processes.append(subprocess.Popen(command, cwd=ROOT, env=env, stdout=out,
                                                           stderr=subprocess.STDOUT))
-        wait_until_up(f"{idp}/healthz", servers.processes[0], servers.logs[0])
-        wait_until_up(f"{health}/", servers.processes[1], servers.logs[1])
-        wait_until_up(f"{social}/", servers.processes[2], servers.logs[2])
+        for url, process, log in zip([f"{idp}/healthz", f"{health}/", f"{social}/"],
+                                     servers.processes, servers.logs, strict=False):
+            wait_until_up(url, process, log)
     except BaseException:
         servers.stop()
         raise
