@@ -15,6 +15,7 @@ from typing import Any
 
 import click
 from flask import current_app
+from flask.cli import with_appcontext
 from sqlalchemy import func, select, text
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Engine
@@ -47,8 +48,8 @@ def _copy_residents(conn: Any, rows: list[dict[str, Any]]) -> int:
     columns = ", ".join(_COLUMNS)
     conn.execute(text("CREATE TEMPORARY TABLE IF NOT EXISTS registry_resident_load "
                       "(LIKE registry_resident INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"))
-    cursor = conn.connection.driver_connection.cursor()
-    with cursor.copy(f"COPY registry_resident_load ({columns}) FROM STDIN") as copy:
+    with conn.connection.driver_connection.cursor() as cursor, \
+            cursor.copy(f"COPY registry_resident_load ({columns}) FROM STDIN") as copy:
         for row in rows:
             copy.write_row([row[c] for c in _COLUMNS])
     result = conn.execute(text(
@@ -104,6 +105,7 @@ def seed_demo_people(session: Session) -> list[dict[str, Any]]:
 
 
 @click.command("seed-demo")
+@with_appcontext
 @click.option("--residents", "resident_count", type=click.IntRange(min=0), default=0,
               help="Also make the first N synthetic registry residents (benchmarks).")
 def seed_demo(resident_count: int) -> None:
