@@ -111,3 +111,6 @@ class Portal:
         if auth is None:
             data = {"client_id": self.client_id, **data}
         return self.browser.post(path, data=data, auth=auth)
+
+    def refresh(self, refresh_token: str) -> Any:
+        return self.post("/token", {"grant_type": "refresh_token", "refresh_token": refresh_token})

@@ -1,0 +1,164 @@
+"""Real servers for end-to-end tests and benchmarks: SatuID under gunicorn, and a back-channel receiver.
+
+``IdpServer`` starts ``gunicorn wsgi:app`` on a free port with its own instance folder, on the embedded
+default (SQLite, store in the database) or on PostgreSQL + Redis (a database of its own), migrates and
+seeds it with ``flask`` commands, waits for ``/healthz`` and stops it at the end. ``LogoutReceiver`` is
+a tiny HTTP server that records the back-channel logout tokens POSTed to it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class IdpServer:
+    """One SatuID deployment for a test or a benchmark run."""
+
+    instance: Path
+    backend: str = "sqlite"  # "sqlite" or "postgres"
+    workers: int = 2
+    name: str = "e2e"
+    extra_env: dict[str, str] = field(default_factory=dict)
+    port: int = 0
+    process: subprocess.Popen | None = None
+    seed_output: str = ""
+    _backend_env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def env(self) -> dict[str, str]:
+        from tests.conftest import FAST_ARGON2
+
+        env = {**os.environ, **FAST_ARGON2, "IDP_INSTANCE_PATH": str(self.instance),
+               "IDP_ISSUER": self.url, "IDP_ENV": "development", **self.extra_env}
+        env.pop("IDP_DATABASE_URL", None)
+        env.pop("IDP_REDIS_URL", None)
+        env.update(self._backend_env)
+        return env
+
+    def flask(self, *args: str) -> str:
+        result = subprocess.run([str(BIN / "flask"), "--app", "wsgi", *args], cwd=ROOT, env=self.env(),
+                                capture_output=True, text=True, timeout=300)
+        if result.returncode != 0:
+            raise RuntimeError(f"flask {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+        return result.stdout
+
+    def start(self) -> IdpServer:
+        self.instance.mkdir(parents=True, exist_ok=True)
+        self.port = self.port or free_port()
+        self._backend_env = self._prepare_backend()
+        self.flask("db", "upgrade")
+        self.seed_output = self.flask("seed-demo")
+        log = (self.instance / "gunicorn.log").open("w")
+        self.process = subprocess.Popen(
+            [str(BIN / "gunicorn"), "--bind", f"127.0.0.1:{self.port}", "--workers", str(self.workers),
+             "--threads", "4", "--timeout", "60", "wsgi:app"],
+            cwd=ROOT, env=self.env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError((self.instance / "gunicorn.log").read_text())
+            try:
+                if requests.get(self.url + "/healthz", timeout=1).status_code == 200:
+                    return self
+            except requests.RequestException:
+                pass
+            time.sleep(0.2)
+        self.stop()
+        raise RuntimeError("gunicorn did not become healthy in time")
+
+    def _prepare_backend(self) -> dict[str, str]:
+        if self.backend == "sqlite":
+            return {"IDP_DATABASE_URL": f"sqlite:///{self.instance / 'satuid.db'}", "IDP_REDIS_URL": ""}
+        import redis
+
+        from tests.conftest import REDIS_URL, create_pg_database, worker_id, worker_number
+
+        url = create_pg_database(f"satuid_{self.name}_{worker_id()}")
+        redis_url = f"{REDIS_URL.rstrip('/')}/{15 - worker_number() % 8}"
+        redis.Redis.from_url(redis_url).flushdb()
+        return {"IDP_DATABASE_URL": url, "IDP_REDIS_URL": redis_url}
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        self.process = None
+
+    def __enter__(self) -> IdpServer:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+
+class LogoutReceiver:
+    """Records ``logout_token`` POSTs (OIDC Back-Channel Logout §2.5); answers ``status`` (200)."""
+
+    def __init__(self) -> None:
+        self.tokens: list[str] = []
+        self.status = 200
+        self._arrived = threading.Condition()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", "0"))
+                form = parse_qs(self.rfile.read(length).decode())
+                status = receiver.status
+                if status == 200:
+                    with receiver._arrived:
+                        receiver.tokens.extend(form.get("logout_token", []))
+                        receiver._arrived.notify_all()
+                self.send_response(status)
+                self.send_header("Cache-Control", "no-store")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/backchannel-logout"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def wait_for(self, count: int = 1, timeout: float = 10) -> list[str]:
+        with self._arrived:
+            self._arrived.wait_for(lambda: len(self.tokens) >= count, timeout=timeout)
+            return list(self.tokens)
+
+    def __enter__(self) -> LogoutReceiver:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.server.shutdown()
+        self.server.server_close()

@@ -1,0 +1,74 @@
+"""Signing keys: encrypted at rest, published before they sign, retired after their tokens expire."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from joserfc import jwt
+from joserfc.jwk import KeySet
+from sqlalchemy import select, update
+
+from tests.oidc_rp import Portal, register_portal
+
+
+def _states(app) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    from idp.db import get_session
+    from idp.models import SigningKey
+
+    with app.app_context():
+        return {k.kid: k.state for k in get_session().scalars(
+            select(SigningKey).where(SigningKey.alg == "RS256"))}
+
+
+def test_private_keys_are_encrypted_at_rest(app, client) -> None:
+    client.get("/jwks")
+    from idp.db import get_session
+    from idp.models import SigningKey
+
+    with app.app_context():
+        for row in get_session().scalars(select(SigningKey)):
+            assert '"d"' not in row.private_encrypted and row.private_encrypted.startswith("gAAAA")
+            assert "d" not in row.public_jwk
+
+
+def test_rotation_publishes_next_before_it_signs_and_keeps_old_tokens_valid(app, client, factory) -> None:
+    citizen = factory.citizen()
+    info = register_portal(app)
+    portal = Portal(client, info["client_id"], info["secret"], info["redirect_uri"])
+    result = portal.sign_in(citizen.nik, citizen.password)
+    before = portal.token(result["code"]).get_json()
+    jwks_before = client.get("/jwks").get_json()
+    published_before = {k["kid"] for k in jwks_before["keys"]}
+    states = _states(app)
+    next_kid = next(k for k, s in states.items() if s == "next")
+    assert next_kid in published_before  # published before it signs anything
+
+    output = app.test_cli_runner().invoke(args=["keys", "rotate"]).output
+    assert f"{next_kid} now signs" in output
+    result = portal.sign_in(scope="openid profile")
+    after = portal.token(result["code"]).get_json()
+    new_header = jwt.decode(after["id_token"], KeySet.import_key_set(jwks_before)).header
+    assert new_header["kid"] == next_kid  # an RP holding the old JWKS validates the new token
+    jwks_after = KeySet.import_key_set(client.get("/jwks").get_json())
+    jwt.decode(before["id_token"], jwks_after)  # and the old token still validates
+    info = client.get("/userinfo", headers={"Authorization": f"Bearer {before['access_token']}"})
+    assert info.status_code == 200
+
+
+def test_retired_keys_leave_the_jwks_after_the_longest_token_lifetime(app, client) -> None:
+    client.get("/jwks")
+    runner = app.test_cli_runner()
+    runner.invoke(args=["keys", "rotate"])
+    retired = [k for k, s in _states(app).items() if s == "retired"]
+    assert retired and retired[0] in {k["kid"] for k in client.get("/jwks").get_json()["keys"]}
+    from idp.db import get_session
+    from idp.models import SigningKey
+
+    with app.app_context():
+        session = get_session()
+        session.execute(update(SigningKey).where(SigningKey.state == "retired").values(
+            retired_at=dt.datetime.now(dt.UTC) - dt.timedelta(days=1)))
+        session.commit()
+    assert retired[0] not in {k["kid"] for k in client.get("/jwks").get_json()["keys"]}
+    runner.invoke(args=["keys", "rotate"])
+    assert _states(app)[retired[0]] == "removed"

@@ -1,0 +1,170 @@
+"""RP-initiated and back-channel logout (Flask test client, a real receiver over HTTP)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from joserfc import jwt
+from joserfc.jwk import KeySet
+from sqlalchemy import select, update
+
+from tests.conftest import csrf_token
+from tests.oidc_rp import Portal, query, register_portal
+from tests.servers import LogoutReceiver
+
+EVENT = "http://schemas.openid.net/event/backchannel-logout"
+
+
+@pytest.fixture
+def receiver():  # type: ignore[no-untyped-def]
+    with LogoutReceiver() as r:
+        yield r
+
+
+def _sign_in(app, client, factory, **fields):  # type: ignore[no-untyped-def]
+    citizen = factory.citizen()
+    info = register_portal(app, **fields)
+    portal = Portal(client, info["client_id"], info["secret"], info["redirect_uri"])
+    result = portal.sign_in(citizen.nik, citizen.password)
+    tokens = portal.token(result["code"]).get_json()
+    return portal, tokens, info
+
+
+def _check_logout_token(client, token: str, audience: str, sid: str) -> dict:  # type: ignore[no-untyped-def]
+    decoded = jwt.decode(token, KeySet.import_key_set(client.get("/jwks").get_json()))
+    assert decoded.header["typ"] == "logout+jwt"
+    jwt.JWTClaimsRegistry(iss={"essential": True, "value": "http://127.0.0.1:5000"},
+                          aud={"essential": True, "value": audience},
+                          iat={"essential": True}, jti={"essential": True}).validate(decoded.claims)
+    claims = decoded.claims
+    assert claims["sid"] == sid and claims["events"] == {EVENT: {}} and "nonce" not in claims
+    return claims
+
+
+def test_rp_initiated_logout_with_hint_ends_session_and_notifies_portals(app, client, factory,
+                                                                         receiver) -> None:
+    portal, tokens, info = _sign_in(app, client, factory, backchannel_logout_uri=receiver.url)
+    id_token = tokens["id_token"]
+    sid = jwt.decode(id_token, KeySet.import_key_set(client.get("/jwks").get_json())).claims["sid"]
+    response = client.get("/end-session", query_string={
+        "id_token_hint": id_token, "post_logout_redirect_uri": info["post_logout"][0], "state": "xyz"})
+    assert response.status_code == 302
+    assert response.headers["Location"] == info["post_logout"][0] + "?state=xyz"
+    received = receiver.wait_for(1)
+    claims = _check_logout_token(client, received[0], portal.client_id, sid)
+    id_claims = jwt.decode(id_token, KeySet.import_key_set(client.get("/jwks").get_json())).claims
+    assert claims["sub"] == id_claims["sub"]
+    # The SSO session is over: the next authorization asks to log in.
+    assert "/login?" in client.get(portal.authorize_url()).headers["Location"]
+
+
+def test_unregistered_post_logout_uri_is_not_followed(app, client, factory) -> None:
+    _portal, tokens, _info = _sign_in(app, client, factory)
+    response = client.get("/end-session", query_string={
+        "id_token_hint": tokens["id_token"], "post_logout_redirect_uri": "https://evil.example/"})
+    assert response.status_code == 200 and "Location" not in response.headers
+
+
+def test_logout_without_hint_asks_for_confirmation(app, client, factory) -> None:
+    portal, _tokens, info = _sign_in(app, client, factory)
+    page = client.get("/end-session", query_string={
+        "client_id": portal.client_id, "post_logout_redirect_uri": info["post_logout"][0]})
+    html = page.get_data(as_text=True)
+    assert page.status_code == 200 and 'value="logout"' in html
+    assert html.index('value="logout"') < html.index('value="stay"')  # approve first
+    handle = html.split('name="handle" value="')[1].split('"')[0]
+    response = client.post("/end-session/confirm", data={"csrf_token": csrf_token(html), "handle": handle,
+                                                         "decision": "logout"})
+    assert response.headers["Location"] == info["post_logout"][0]
+    assert "/login?" in client.get(portal.authorize_url()).headers["Location"]
+
+
+def test_logout_at_satuid_and_password_reset_send_backchannel_tokens(app, client, factory, auth,
+                                                                     receiver) -> None:
+    import re
+
+    from tests.conftest import outbox_messages
+
+    app.config["OIDC_SYNC_LOGOUT_DELIVERY"] = True
+    citizen = factory.citizen()
+    info = register_portal(app, backchannel_logout_uri=receiver.url)
+    portal = Portal(client, info["client_id"], info["secret"], info["redirect_uri"])
+    portal.sign_in(citizen.nik, citizen.password)
+    auth.logout()
+    assert len(receiver.wait_for(1)) == 1
+    portal.sign_in(citizen.nik, citizen.password)
+    auth.form("/password/forgot", {"nik": citizen.nik})
+    link = re.search(r"http\S+/password/reset/\S+", outbox_messages(app, citizen.email)[0]).group(0)
+    path = link.split("127.0.0.1:5000")[1]
+    new_password = "teh manis hangat sore"
+    auth.form(path, {"password": new_password, "confirm": new_password})
+    assert len(receiver.wait_for(2)) == 2
+
+
+def test_operator_ending_sessions_sends_backchannel_tokens(app, client, factory, receiver) -> None:
+    citizen = factory.citizen()
+    info = register_portal(app, backchannel_logout_uri=receiver.url)
+    portal = Portal(client, info["client_id"], info["secret"], info["redirect_uri"])
+    portal.sign_in(citizen.nik, citizen.password)
+    result = app.test_cli_runner().invoke(args=["sessions", "end", citizen.nik])
+    assert result.exit_code == 0, result.output
+    assert len(receiver.wait_for(1)) == 1
+
+
+def test_failed_delivery_is_retried_with_backoff(app, client, factory, receiver) -> None:
+    app.config["OIDC_SYNC_LOGOUT_DELIVERY"] = True
+    receiver.status = 503
+    citizen = factory.citizen()
+    info = register_portal(app, backchannel_logout_uri=receiver.url)
+    portal = Portal(client, info["client_id"], info["secret"], info["redirect_uri"])
+    portal.sign_in(citizen.nik, citizen.password)
+    from idp.db import get_session
+    from idp.models import LogoutDelivery
+
+    client.post("/logout", data={"csrf_token": csrf_token(client.get("/logout").get_data(True))})
+    with app.app_context():
+        row = get_session().scalars(select(LogoutDelivery)).one()
+        assert row.status == "retry" and row.attempts == 1 and row.last_error == "HTTP 503"
+        assert row.next_attempt_at > dt.datetime.now(dt.UTC)
+    receiver.status = 200
+    runner = app.test_cli_runner()
+    assert '"delivered"' not in runner.invoke(args=["logout", "deliver"]).output  # not due yet
+    with app.app_context():
+        session = get_session()
+        session.execute(update(LogoutDelivery).values(next_attempt_at=dt.datetime.now(dt.UTC)))
+        session.commit()
+    assert '"delivered": 1' in runner.invoke(args=["logout", "deliver"]).output
+    assert len(receiver.wait_for(1)) == 1
+    with app.app_context():
+        row = get_session().scalars(select(LogoutDelivery)).one()
+        assert row.status == "delivered" and row.attempts == 2 and row.delivered_at is not None
+
+
+def test_a_delivery_is_claimed_by_one_worker_only(app, client, factory, receiver) -> None:
+    from idp.models import LogoutDelivery
+    from idp.oidc.logout import _claim
+
+    app.config["OIDC_SYNC_LOGOUT_DELIVERY"] = True
+    receiver.status = 503
+    citizen = factory.citizen()
+    info = register_portal(app, backchannel_logout_uri=receiver.url)
+    Portal(client, info["client_id"], info["secret"], info["redirect_uri"]).sign_in(citizen.nik,
+                                                                                   citizen.password)
+    client.post("/logout", data={"csrf_token": csrf_token(client.get("/logout").get_data(True))})
+    with app.app_context():
+        from idp.db import get_session
+
+        session = get_session()
+        session.execute(update(LogoutDelivery).values(next_attempt_at=dt.datetime.now(dt.UTC)))
+        session.commit()
+        row_id = session.scalars(select(LogoutDelivery.id)).one()
+        assert _claim(session, row_id) is True
+        assert _claim(session, row_id) is False  # leased
+
+
+def test_rp_logout_query_values_roundtrip(app, client, factory) -> None:
+    _portal, tokens, info = _sign_in(app, client, factory)
+    response = client.get("/end-session", query_string={"id_token_hint": tokens["id_token"]})
+    assert response.status_code == 200  # no redirect asked: our own "logged out" page
+    assert query(info["post_logout"][0]) == {}

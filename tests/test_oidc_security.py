@@ -1,0 +1,174 @@
+"""RFC 9700 (OAuth 2.0 Security BCP) negative cases, refresh rotation, revocation, introspection."""
+
+from __future__ import annotations
+
+import time
+from urllib.parse import urlencode
+
+from tests.oidc_rp import Portal, pkce_pair, query, register_portal
+
+
+def _portal(app, client, **fields) -> Portal:  # type: ignore[no-untyped-def]
+    info = register_portal(app, **fields)
+    return Portal(client, info["client_id"], info["secret"], info["redirect_uri"])
+
+
+def _signed_in(app, client, factory, scope: str = "openid profile", **fields):  # type: ignore[no-untyped-def]
+    citizen = factory.citizen()
+    portal = _portal(app, client, **fields)
+    result = portal.sign_in(citizen.nik, citizen.password, scope=scope)
+    return portal, result["code"]
+
+
+def test_replayed_code_is_refused_and_revokes_issued_tokens(app, client, factory) -> None:
+    portal, code = _signed_in(app, client, factory, scope="openid profile offline_access")
+    first = portal.token(code).get_json()
+    replay = portal.token(code)
+    assert replay.status_code == 400 and replay.get_json()["error"] == "invalid_grant"
+    info = client.get("/userinfo", headers={"Authorization": f"Bearer {first['access_token']}"})
+    assert info.status_code == 401 and 'error="invalid_token"' in info.headers["WWW-Authenticate"]
+    refreshed = portal.refresh(first["refresh_token"])
+    assert refreshed.get_json()["error"] == "invalid_grant"
+
+
+def test_wrong_pkce_verifier_is_refused(app, client, factory) -> None:
+    portal, code = _signed_in(app, client, factory)
+    wrong, _ = pkce_pair()
+    response = portal.token(code, verifier=wrong)
+    assert response.status_code == 400 and response.get_json()["error"] == "invalid_grant"
+
+
+def test_missing_pkce_verifier_is_refused(app, client, factory) -> None:
+    portal, code = _signed_in(app, client, factory)
+    response = portal.token(code, code_verifier=None, verifier="")
+    assert response.get_json()["error"] == "invalid_request"
+
+
+def test_authorization_without_pkce_or_with_plain_is_refused(app, client, factory, auth) -> None:
+    portal = _portal(app, client)
+    for extra in ({"code_challenge": None, "code_challenge_method": None},
+                  {"code_challenge_method": "plain"}, {"code_challenge_method": None}):
+        result = query(client.get(portal.authorize_url(**extra)).headers["Location"])
+        assert result["error"] == "invalid_request", extra
+        assert result["iss"] == "http://127.0.0.1:5000" and result["state"] == portal.last["state"]
+
+
+def test_wrong_redirect_uri_at_token_is_refused(app, client, factory) -> None:
+    portal, code = _signed_in(app, client, factory,
+                              redirect_uris=["https://portal-test.example.id/cb",
+                                             "https://portal-test.example.id/other"])
+    response = portal.token(code, redirect_uri="https://portal-test.example.id/other")
+    assert response.get_json()["error"] == "invalid_grant"
+
+
+def test_unregistered_redirect_uri_gets_an_error_page_not_a_redirect(app, client) -> None:
+    portal = _portal(app, client)
+    for uri in ("https://evil.example/cb", "https://portal-test.example.id/cb/../x",
+                "https://portal-test.example.id/cb?x=1"):
+        response = client.get(portal.authorize_url(redirect_uri=uri) + "&lang=en")
+        assert response.status_code == 400 and "Location" not in response.headers
+        assert "not valid" in response.get_data(as_text=True)
+    response = client.get(portal.authorize_url(redirect_uri=None))
+    assert response.status_code == 400 and "Location" not in response.headers
+
+
+def test_unknown_client_gets_an_error_page(app, client) -> None:
+    portal = Portal(client, "nobody", "x", "https://nobody.example/cb")
+    response = client.get(portal.authorize_url())
+    assert response.status_code == 400 and "Location" not in response.headers
+    assert "tidak" in response.get_data(as_text=True).lower() or "not" in response.get_data(as_text=True)
+
+
+def test_another_clients_code_is_refused(app, client, factory) -> None:
+    portal, code = _signed_in(app, client, factory)
+    other = _portal(app, client, client_id="other-portal")
+    response = other.token(code, verifier=portal.last["verifier"], redirect_uri=portal.redirect_uri)
+    assert response.get_json()["error"] == "invalid_grant"
+
+
+def test_expired_code_is_refused(app, client, factory) -> None:
+    app.config["OIDC_CODE_LIFETIME"] = 1
+    portal, code = _signed_in(app, client, factory)
+    time.sleep(2.1)
+    assert portal.token(code).get_json()["error"] == "invalid_grant"
+
+
+def test_disabled_client_can_neither_authorize_nor_exchange(app, client, factory) -> None:
+    portal, code = _signed_in(app, client, factory)
+    runner = app.test_cli_runner()
+    assert runner.invoke(args=["clients", "disable", portal.client_id]).exit_code == 0
+    assert portal.token(code).get_json()["error"] == "invalid_client"
+    response = client.get(portal.authorize_url())
+    assert response.status_code == 400 and "Location" not in response.headers
+
+
+def test_wrong_client_secret_is_refused(app, client, factory) -> None:
+    portal, code = _signed_in(app, client, factory)
+    portal.secret = "not-the-secret"
+    response = portal.token(code)
+    assert response.status_code == 401 and response.get_json()["error"] == "invalid_client"
+
+
+def test_refresh_tokens_rotate_and_reuse_revokes_the_family(app, client, factory) -> None:
+    portal, code = _signed_in(app, client, factory, scope="openid profile offline_access")
+    first = portal.token(code).get_json()
+    second = portal.refresh(first["refresh_token"])
+    assert second.status_code == 200 and second.headers["Cache-Control"] == "no-store"
+    second = second.get_json()
+    assert second["refresh_token"] != first["refresh_token"]
+    reuse = portal.refresh(first["refresh_token"])
+    assert reuse.get_json()["error"] == "invalid_grant"
+    # The whole family is gone: the newest refresh and access tokens too.
+    third = portal.refresh(second["refresh_token"])
+    assert third.get_json()["error"] == "invalid_grant"
+    info = client.get("/userinfo", headers={"Authorization": f"Bearer {second['access_token']}"})
+    assert info.status_code == 401
+
+
+def test_no_refresh_token_without_offline_access(app, client, factory) -> None:
+    portal, code = _signed_in(app, client, factory, scope="openid profile")
+    assert "refresh_token" not in portal.token(code).get_json()
+
+
+def test_revocation_and_introspection_see_only_own_tokens(app, client, factory) -> None:
+    portal, code = _signed_in(app, client, factory, scope="openid profile offline_access")
+    tokens = portal.token(code).get_json()
+    other = _portal(app, client, client_id="other-portal")
+    seen = portal.post("/introspect", {"token": tokens["access_token"]}).get_json()
+    assert seen["active"] is True and seen["client_id"] == portal.client_id and seen["scope"]
+    assert portal.post("/introspect", {"token": tokens["refresh_token"],
+                                       "token_type_hint": "refresh_token"}).get_json()["active"] is True
+    assert other.post("/introspect", {"token": tokens["access_token"]}).get_json() == {"active": False}
+    unauthenticated = client.post("/introspect", data={"token": tokens["access_token"]})
+    assert unauthenticated.status_code in (400, 401)
+    assert portal.post("/revoke", {"token": tokens["access_token"]}).status_code == 200
+    assert portal.post("/introspect", {"token": tokens["access_token"]}).get_json() == {"active": False}
+    assert portal.post("/revoke", {"token": tokens["refresh_token"]}).status_code == 200
+    refreshed = portal.refresh(tokens["refresh_token"])
+    assert refreshed.get_json()["error"] == "invalid_grant"
+    assert portal.post("/revoke", {"token": "unknown"}).status_code == 200  # RFC 7009 §2.2
+
+
+def test_userinfo_refuses_missing_and_forged_tokens(client) -> None:
+    response = client.get("/userinfo")
+    assert response.status_code == 401 and response.headers["WWW-Authenticate"].startswith("Bearer")
+    forged = client.get("/userinfo", headers={"Authorization": "Bearer a.b.c"})
+    assert forged.status_code == 401 and forged.get_json()["error"] == "invalid_token"
+
+
+def test_authorization_errors_after_validation_redirect_with_iss(app, client) -> None:
+    portal = _portal(app, client)
+    for extra, error in (({"prompt": "none login"}, "invalid_request"),
+                         ({"response_type": "token"}, "unsupported_response_type"),
+                         ({"claims": "not json"}, "invalid_request"),
+                         ({"request": "eyJ.x.y"}, "request_not_supported")):
+        response = client.get(portal.authorize_url(**extra))
+        location = response.headers.get("Location", "")
+        assert location.startswith(portal.redirect_uri), (extra, response.status_code)
+        assert query(location)["error"] == error and query(location)["iss"]
+
+
+def test_repeated_parameters_are_refused(app, client) -> None:
+    portal = _portal(app, client)
+    url = portal.authorize_url() + "&" + urlencode({"state": "again"})
+    assert client.get(url).status_code == 400
