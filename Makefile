@@ -26,14 +26,18 @@ browser:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
 	  else sudo apt-get update -q && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; fi; }
 
+# Portals' addresses, registered by seed-demo (redirect, post-logout and back-channel logout URIs).
+DEMO_URLS := SATUID_DEMO_HEALTH_URL=http://127.0.0.1:$(HEALTH_PORT) SATUID_DEMO_SOCIAL_URL=http://127.0.0.1:$(SOCIAL_PORT)
+
 demo: install
 	$(FLASK) db upgrade
-	$(FLASK) seed-demo
+	$(DEMO_URLS) $(FLASK) seed-demo
 	@echo "SatuID on $(IDP_ISSUER); portals on http://127.0.0.1:$(HEALTH_PORT) and http://127.0.0.1:$(SOCIAL_PORT)"
+	@echo "What to click: docs/demo.md. Stop with Ctrl-C."
 	@trap 'kill 0' INT TERM EXIT; \
 	$(VENV)/bin/gunicorn --workers 2 --bind 127.0.0.1:$(IDP_PORT) --access-logfile - wsgi:app & \
-	$(PY) -m clients.run health --port $(HEALTH_PORT) & \
-	$(PY) -m clients.run social --port $(SOCIAL_PORT) & \
+	SATUID_ISSUER=$(IDP_ISSUER) $(PY) -m clients.run health --port $(HEALTH_PORT) & \
+	SATUID_ISSUER=$(IDP_ISSUER) $(PY) -m clients.run social --port $(SOCIAL_PORT) & \
 	wait
 
 test: install browser
