@@ -159,3 +159,12 @@ def test_removing_the_last_factor_warns_about_portals_that_require_one(
     r = client.post("/account/security/totp/remove",
                     data={"csrf_token": csrf_token(html), "confirm": "1"})
     assert r.status_code == 302 and "mfa_totp_removed" in audit_events(app, citizen.id)
+
+
+def test_step_up_page_speaks_indonesian_by_default(
+        app: Flask, client: FlaskClient, auth: AuthActions, factory: Factory) -> None:
+    citizen = factory.citizen()
+    auth.login(citizen.nik, citizen.password)
+    html = step_up_form(client, f"interaction={pending_authorization(app).uid}")
+    assert '<html lang="id">' in html
+    assert "Pastikan bahwa ini Anda" in html and "Kirim kode" in html
