@@ -16,7 +16,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -30,11 +29,11 @@ import pytest
 import requests
 from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwright
 
-from tests.conftest import FAST_ARGON2, REDIS_URL, create_pg_database, services_available, worker_number
+from tests.conftest import services_available
+from tests.servers import IdpServer, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
-BIN = Path(sys.executable).parent
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 
@@ -42,12 +41,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 
 
 # ---- servers ------------------------------------------------------------------------------------
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
 
 def wait_until_up(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
@@ -65,12 +58,19 @@ def wait_until_up(url: str, process: subprocess.Popen[bytes], log: Path, timeout
 class Servers:
     """SatuID and the two portals, with what seed-demo printed and where the logs are."""
 
-    idp: str
+    server: IdpServer
     health: str
     social: str
-    seeded: list[dict[str, Any]]
     logs: list[Path]
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    @property
+    def idp(self) -> str:
+        return self.server.url
+
+    @property
+    def seeded(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.server.seed_output.splitlines() if line.startswith("{")]
 
     def registrant(self) -> dict[str, str]:
         """A registry resident without an account yet (seed-demo lists them)."""
@@ -84,59 +84,34 @@ class Servers:
                 process.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 process.kill()
-
-
-def idp_environment(tmp: Path, backend: str) -> dict[str, str]:
-    """SatuID's settings for one backend: embedded SQLite, or PostgreSQL + Redis."""
-    env = {"IDP_INSTANCE_PATH": str(tmp / "instance"), "IDP_ENV": "development", **FAST_ARGON2}
-    if backend == "sqlite":
-        env["IDP_DATABASE_URL"] = f"sqlite:///{tmp / 'instance' / 'satuid.db'}"
-        env["IDP_REDIS_URL"] = ""
-        return env
-    if not services_available():
-        pytest.skip("PostgreSQL/Redis not reachable here (CI sets IDP_TEST_REQUIRE_SERVICES=1)")
-    import redis
-
-    env["IDP_DATABASE_URL"] = create_pg_database(f"satuid_journey_{worker_number()}")
-    env["IDP_REDIS_URL"] = f"{REDIS_URL.rstrip('/')}/{15 - worker_number() % 4}"
-    redis.Redis.from_url(env["IDP_REDIS_URL"]).flushdb()
-    return env
+        self.server.stop()
 
 
 def start_servers(tmp: Path, backend: str, portals: bool = True) -> Servers:
-    """Migrate and seed a fresh SatuID, then start it under gunicorn (and the portals beside it)."""
-    (tmp / "instance").mkdir(parents=True, exist_ok=True)
-    idp_port, health_port, social_port = free_port(), free_port(), free_port()
-    idp, health, social = (f"http://127.0.0.1:{p}" for p in (idp_port, health_port, social_port))
-    env = {**os.environ, **idp_environment(tmp, backend), "IDP_ISSUER": idp,
-           "SATUID_DEMO_HEALTH_URL": health, "SATUID_DEMO_SOCIAL_URL": social, "SATUID_ISSUER": idp}
-    flask = [str(BIN / "flask"), "--app", "wsgi"]
-    subprocess.run([*flask, "db", "upgrade"], cwd=ROOT, env=env, check=True, capture_output=True)
-    seed = subprocess.run([*flask, "seed-demo"], cwd=ROOT, env=env, check=True, capture_output=True,
-                          text=True)
-    seeded = [json.loads(line) for line in seed.stdout.splitlines() if line.startswith("{")]
+    """A fresh SatuID (migrated, seeded, under gunicorn) and, beside it, the two example portals.
 
-    servers = Servers(idp=idp, health=health, social=social, seeded=seeded, logs=[])
-    commands = {
-        "idp": [str(BIN / "gunicorn"), "--workers", "2", "--bind", f"127.0.0.1:{idp_port}",
-                "--access-logfile", "-", "wsgi:app"],
-        "health": [sys.executable, "-m", "clients.run", "health", "--port", str(health_port),
-                   "--session-db", str(tmp / "health.sqlite")],
-        "social": [sys.executable, "-m", "clients.run", "social", "--port", str(social_port),
-                   "--session-db", str(tmp / "social.sqlite")],
-    }
+    seed-demo registers the portals with the addresses they will have (redirect, post-logout and
+    back-channel logout URIs), so their free ports are chosen first.
+    """
+    health, social = (f"http://127.0.0.1:{free_port()}" for _ in range(2))
+    idp = IdpServer(tmp / "idp", backend=backend, name="journey",
+                    extra_env={"SATUID_DEMO_HEALTH_URL": health, "SATUID_DEMO_SOCIAL_URL": social})
+    idp.start()
+    servers = Servers(server=idp, health=health, social=social, logs=[idp.instance / "gunicorn.log"])
     if not portals:
-        del commands["health"], commands["social"]
+        return servers
+    env = {**os.environ, "SATUID_ISSUER": idp.url}
     try:
-        for name, command in commands.items():
+        for name, url in (("health", health), ("social", social)):
             log = tmp / f"{name}.log"
             servers.logs.append(log)
             with log.open("wb") as out:
-                servers.processes.append(subprocess.Popen(command, cwd=ROOT, env=env, stdout=out,
-                                                          stderr=subprocess.STDOUT))
-        for url, process, log in zip([f"{idp}/healthz", f"{health}/", f"{social}/"],
-                                     servers.processes, servers.logs, strict=False):
-            wait_until_up(url, process, log)
+                process = subprocess.Popen(
+                    [sys.executable, "-m", "clients.run", name, "--port", url.rsplit(":", 1)[1],
+                     "--session-db", str(tmp / f"{name}.sqlite")],
+                    cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+            servers.processes.append(process)
+            wait_until_up(f"{url}/", process, log)
     except BaseException:
         servers.stop()
         raise
@@ -208,6 +183,8 @@ def read_code_from_outbox(page: Page, idp: str, recipient: str) -> str:
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def servers(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Servers]:
+    if request.param == "postgres" and not services_available():
+        pytest.skip("PostgreSQL/Redis not reachable here (CI sets IDP_TEST_REQUIRE_SERVICES=1)")
     started = start_servers(tmp_path, request.param)
     yield started
     started.stop()
