@@ -1,12 +1,16 @@
 """Passkeys in a real browser: Debian's chromium through Playwright, with the Chrome DevTools
 Protocol's virtual authenticator (user verification on), against SatuID served over real HTTP.
 
-WebAuthn needs a secure context; ``http://localhost`` is one, so the issuer, the WebAuthn origin and
-the relying party id all use ``localhost``.
+The citizen registers a passkey from the login security page, logs out, and then a portal asks
+for level 3: password, then the passkey as the second factor, consent, and the portal's ID token
+carries acr 3. WebAuthn needs a secure context; ``http://localhost`` is one, so the issuer, the
+WebAuthn origin and the relying party id all use ``localhost``.
 """
 
 from __future__ import annotations
 
+import base64
+import json
 import shutil
 import threading
 from collections.abc import Iterator
@@ -14,9 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from werkzeug.serving import make_server
 
 from tests.conftest import Factory, make_app
+from tests.oidc_rp import Portal, query, register_portal
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
@@ -62,12 +68,15 @@ def _session_of(app: Any, cookie: str) -> Any:
 
 
 @pytest.mark.browser
-def test_passkey_registered_in_the_browser_brings_the_session_to_level_three(
+def test_passkey_registered_in_the_browser_gives_a_portal_acr_3(
         live_idp: tuple[Any, str], request: pytest.FixtureRequest) -> None:
     from playwright.sync_api import sync_playwright
 
     app, base = live_idp
     citizen = Factory(app).citizen()
+    info = register_portal(app, "pajak")
+    portal = Portal(browser=app.test_client(), client_id=info["client_id"], secret=info["secret"],
+                    redirect_uri=info["redirect_uri"])
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
         context = browser.new_context(locale="en-US")
@@ -96,17 +105,35 @@ def test_passkey_registered_in_the_browser_brings_the_session_to_level_three(
             page.click("main form button[type=submit]")
             page.wait_for_url(f"{base}/login")
 
+            # A portal asks for level 3: password, then the passkey as the second factor.
+            callbacks: list[str] = []
+            page.route(f"{portal.redirect_uri}**", lambda route: (
+                callbacks.append(route.request.url), route.fulfill(status=200, body="portal")))
+            page.goto(base + portal.authorize_url("openid", acr_values="urn:satuid:loa:3"))
+            page.wait_for_url(f"{base}/login?**")
             page.fill("input[name=nik]", citizen.nik)
             page.fill("input[name=password]", citizen.password)
             page.click("button[type=submit]")
             page.wait_for_url(f"{base}/login/step-up**")
             page.click("#passkey-authenticate")  # the strongest factor is offered first
-            page.wait_for_url(f"{base}/account")
+            page.wait_for_url(f"{base}/consent**")
+            page.click("button[value=approve]")
+            page.wait_for_url(f"{portal.redirect_uri}**")
 
             cookie = next(c["value"] for c in context.cookies() if c["name"] == "satuid_sso")
             session = _session_of(app, cookie)
             assert session.acr == 3
             assert {"pwd", "user", "mfa"} <= set(session.amr) and ({"hwk", "swk"} & set(session.amr))
+
+            code = query(callbacks[-1])["code"]
+            tokens = requests.post(f"{base}/token", auth=(portal.client_id, portal.secret), data={
+                "grant_type": "authorization_code", "code": code,
+                "redirect_uri": portal.redirect_uri, "code_verifier": portal.last["verifier"],
+            }, timeout=10).json()
+            payload = tokens["id_token"].split(".")[1]
+            claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+            assert claims["acr"] == "urn:satuid:loa:3"
+            assert "user" in claims["amr"] and "pwd" in claims["amr"]
         except Exception:
             ARTIFACTS.mkdir(exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
