@@ -13,12 +13,12 @@ from tests.conftest import AuthActions, Factory, csrf_token, outbox_messages
 from tests.test_mfa_support import audit_events, pending_authorization, sso_of, step_up_form, submit_code
 
 
-def _send_email_code(client: FlaskClient, query: str) -> int:
-    html = step_up_form(client, f"{query}&factor=email")
+def _send_email_code(client: FlaskClient, query: str, factor: str = "email") -> int:
+    html = step_up_form(client, f"{query}&factor={factor}")
     from urllib.parse import parse_qsl
 
     context = {k: v for k, v in parse_qsl(query) if k in ("interaction", "next")}
-    r = client.post("/login/step-up/send", data={"csrf_token": csrf_token(html), "factor": "email",
+    r = client.post("/login/step-up/send", data={"csrf_token": csrf_token(html), "factor": factor,
                                                  **context})
     return r.status_code
 
@@ -116,3 +116,15 @@ def test_sending_codes_is_rate_limited_per_citizen(
     statuses = [_send_email_code(client, "next=/account") for _ in range(codes.SENDS_PER_HOUR + 1)]
     assert statuses == [302] * codes.SENDS_PER_HOUR + [429]
     assert len(outbox_messages(app, citizen.email)) == codes.SENDS_PER_HOUR
+
+
+def test_sms_code_to_the_verified_phone_gives_level_two_with_amr_sms(
+        app: Flask, client: FlaskClient, auth: AuthActions, factory: Factory) -> None:
+    citizen = factory.citizen(phone="+6281234567890", phone_verified=True)
+    auth.login(citizen.nik, citizen.password)
+    assert _send_email_code(client, "next=/account", factor="sms") == 302
+    code = _latest_code(app, "+6281234567890")
+    r = submit_code(client, "next=/account", "sms", code)
+    assert r.status_code == 302
+    session = sso_of(app, client)
+    assert session.acr == 2 and "sms" in session.amr

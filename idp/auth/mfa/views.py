@@ -67,8 +67,10 @@ def init_app(app: Flask) -> None:
 
 def after_password(citizen: Citizen, interaction: interactions.Interaction | None,
                    next_path: str | None) -> Response:
-    """Password accepted. A citizen who enrolled an authenticator also proves it for SatuID's own
-    pages; for a portal, ``/authorize`` decides from the level it needs."""
+    """Password accepted. A citizen who enrolled an authenticator is asked for it straight away on a
+    direct login, so the SSO session is ready for portals that need level 2; changing factors on
+    SatuID's own pages always needs a fresh second factor. For a portal, ``/authorize`` decides
+    from the level it needs."""
     response = finish_login(citizen, interaction, next_path)
     if interaction is None and factors.enrolment(get_session(), citizen).has_authenticator:
         return redirect(url_for("mfa.step_up", next=response.location))
