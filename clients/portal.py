@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import requests
 from authlib.integrations.base_client import OAuthError
 from authlib.integrations.flask_client import OAuth
 from flask import (
@@ -32,6 +33,7 @@ from flask import (
 )
 from flask_wtf.csrf import CSRFProtect
 from jinja2 import ChoiceLoader, FileSystemLoader
+from joserfc.errors import JoseError
 from werkzeug.wrappers import Response
 
 from clients.backchannel import InvalidLogoutToken, verify_logout_token
@@ -142,6 +144,16 @@ def create_portal(config: PortalConfig) -> Flask:
     @app.errorhandler(OAuthError)
     def _oauth_error(e: OAuthError) -> tuple[str, int]:
         return render_template("problem.html", error=e.error, description=e.description), 400
+
+    @app.errorhandler(JoseError)
+    def _id_token_error(e: JoseError) -> tuple[str, int]:
+        # An ID token that fails validation (signature, iss, aud, exp, nonce): nobody is signed in.
+        return render_template("problem.html", error="invalid_id_token", description=e.error), 400
+
+    @app.errorhandler(requests.RequestException)
+    def _provider_unreachable(e: requests.RequestException) -> tuple[str, int]:
+        current_app.logger.warning("provider request failed: %s", e)
+        return render_template("problem.html", error="provider_unreachable", description=None), 502
 
     return app
 

@@ -371,3 +371,29 @@ def test_portals_never_import_the_provider() -> None:
     for path in root.rglob("*.py"):
         text = path.read_text()
         assert not re.search(r"^\s*(from|import)\s+idp\b", text, re.M), path
+
+
+# ---- failures -----------------------------------------------------------------------------------
+
+def test_unreachable_provider_gives_a_readable_502(tmp_path: Path) -> None:
+    from tests.servers import free_port
+
+    config = replace(clients.health.CONFIG, issuer=f"http://127.0.0.1:{free_port()}",
+                     base_url="http://portal.test", session_db=str(tmp_path / "h.sqlite"))
+    response = clients.health.create_app(config).test_client().get("/login")
+    assert response.status_code == 502
+    assert "SatuID tidak dapat dihubungi" in response.get_data(as_text=True)
+
+
+def test_id_token_with_a_wrong_nonce_signs_nobody_in(health: Flask, op: StandInProvider) -> None:
+    client = health.test_client()
+    response = sign_in(client, op, nonce="not-the-one-we-sent")
+    assert response.status_code == 400
+    assert "Masuk tidak berhasil" in response.get_data(as_text=True)
+    assert "Belum masuk" in client.get("/").get_data(as_text=True)
+
+
+def test_id_token_for_another_audience_signs_nobody_in(health: Flask, op: StandInProvider) -> None:
+    client = health.test_client()
+    assert sign_in(client, op, aud="portal-bansos").status_code == 400
+    assert "Belum masuk" in client.get("/").get_data(as_text=True)
