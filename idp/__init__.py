@@ -46,7 +46,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from idp import db, errors, i18n, logs, security, store
 
     db.init_app(app)
-    app.extensions["idp.store"] = store.make_store(settings.redis_url, app.extensions["idp.engine"])
+    app.extensions["idp.store"] = store.make_store(settings.redis_url, app.extensions["idp.engine"],
+                                                   settings.redis_prefix)
     i18n.init_app(app)
     security.init_app(app)
     errors.init_app(app)

@@ -43,6 +43,7 @@ class Settings:
     instance_path: Path
     database_url: str
     redis_url: str | None
+    redis_prefix: str  # lets several deployments (or test runs) share one Redis
     issuer: str
     secret_key: str
     key_encryption_key: str
@@ -94,6 +95,7 @@ def load_settings(overrides: dict[str, str] | None = None) -> Settings:
         instance_path=instance,
         database_url=database_url,
         redis_url=get("REDIS_URL"),
+        redis_prefix=get("REDIS_PREFIX", "satuid:"),
         issuer=issuer,
         secret_key=get("SECRET_KEY") or _instance_secret(instance, "secret_key"),
         key_encryption_key=get("KEY_ENCRYPTION_KEY")

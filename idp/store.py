@@ -215,8 +215,8 @@ class DatabaseStore:
         return True
 
 
-def make_store(redis_url: str | None, engine: Engine) -> Store:
-    return RedisStore(redis_url) if redis_url else DatabaseStore(engine)
+def make_store(redis_url: str | None, engine: Engine, prefix: str = "satuid:") -> Store:
+    return RedisStore(redis_url, prefix) if redis_url else DatabaseStore(engine)
 
 
 def get_store() -> Store:

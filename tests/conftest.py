@@ -44,6 +44,16 @@ def worker_number() -> int:
     return int(re.sub(r"\D", "", worker_id()) or 0)
 
 
+def run_id() -> str:
+    """Unique per test process, so two test runs on one machine never share a database."""
+    return f"{worker_id()}_{os.getpid()}"
+
+
+def redis_prefix() -> str:
+    """A fresh key namespace on the shared Redis: no flushing, no collisions between runs."""
+    return f"satuid-test:{uuid.uuid4().hex}:"
+
+
 def services_available() -> bool:
     try:
         engine = sa.create_engine(PG_URL)
@@ -86,11 +96,22 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+def drop_pg_database(url: str) -> None:
+    name = sa.engine.make_url(url).database
+    admin = sa.create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
 @pytest.fixture(scope="session")
-def pg_database() -> str | None:
+def pg_database() -> Iterator[str | None]:
     if not services_available():
-        return None
-    return create_pg_database(f"satuid_test_{worker_id()}")
+        yield None
+        return
+    url = create_pg_database(f"satuid_test_{run_id()}")
+    yield url
+    drop_pg_database(url)
 
 
 def reset_pg(url: str) -> None:
@@ -121,11 +142,9 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Pat
     if pg_database is None:
         pytest.skip("PostgreSQL/Redis not reachable here (CI sets IDP_TEST_REQUIRE_SERVICES=1)")
     reset_pg(pg_database)
-    redis_db = 1 + worker_number() % 14
-    redis_url = f"{REDIS_URL.rstrip('/')}/{redis_db}"
-    redis.Redis.from_url(redis_url).flushdb()
     env["IDP_DATABASE_URL"] = pg_database
-    env["IDP_REDIS_URL"] = redis_url
+    env["IDP_REDIS_URL"] = REDIS_URL
+    env["IDP_REDIS_PREFIX"] = redis_prefix()
     yield env
 
 

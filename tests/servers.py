@@ -95,14 +95,11 @@ class IdpServer:
     def _prepare_backend(self) -> dict[str, str]:
         if self.backend == "sqlite":
             return {"IDP_DATABASE_URL": f"sqlite:///{self.instance / 'satuid.db'}", "IDP_REDIS_URL": ""}
-        import redis
 
-        from tests.conftest import REDIS_URL, create_pg_database, worker_id, worker_number
+        from tests.conftest import REDIS_URL, create_pg_database, redis_prefix, run_id
 
-        url = create_pg_database(f"satuid_{self.name}_{worker_id()}")
-        redis_url = f"{REDIS_URL.rstrip('/')}/{15 - worker_number() % 8}"
-        redis.Redis.from_url(redis_url).flushdb()
-        return {"IDP_DATABASE_URL": url, "IDP_REDIS_URL": redis_url}
+        url = create_pg_database(f"satuid_{self.name}_{run_id()}")
+        return {"IDP_DATABASE_URL": url, "IDP_REDIS_URL": REDIS_URL, "IDP_REDIS_PREFIX": redis_prefix()}
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -113,6 +110,12 @@ class IdpServer:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
         self.process = None
+        url = getattr(self, "_backend_env", {}).get("IDP_DATABASE_URL", "")
+        if url.startswith("postgresql"):
+            from tests.conftest import drop_pg_database
+
+            drop_pg_database(url)
+            self._backend_env = {}
 
     def __enter__(self) -> IdpServer:
         return self.start()
