@@ -136,3 +136,22 @@ def published(session: Session) -> list[dict[str, Any]]:
 
 def public_key_set(session: Session) -> KeySet:
     return KeySet.import_key_set({"keys": published(session)})
+
+
+_public_cache: dict[str, RSAKey | ECKey] = {}
+
+
+def verification_key(session: Session, kid: str) -> RSAKey | ECKey | None:
+    """The published public key with this ``kid`` (one primary-key look-up, not the whole JWKS)."""
+    row = session.get(SigningKey, kid) if kid and len(kid) <= 64 else None
+    if row is None or row.state not in ("next", "current", "retired"):
+        return None
+    if row.state == "retired":
+        cutoff = utcnow() - dt.timedelta(seconds=_longest_lifetime())
+        if row.retired_at is None or row.retired_at < cutoff:
+            return None
+    key = _public_cache.get(kid)
+    if key is None:
+        key = (RSAKey if row.alg == "RS256" else ECKey).import_key(row.public_jwk)
+        _public_cache[kid] = key
+    return key

@@ -171,7 +171,13 @@ def find_access_token(value: str) -> IssuedToken | None:
     if value.count(".") != 2 or len(value) > 4096:
         return None
     try:
-        decoded = jwt.decode(value, keys.public_key_set(get_session()), algorithms=["RS256"])
+        from joserfc import jws
+
+        kid = jws.extract_compact(value.encode()).headers().get("kid")
+        key = keys.verification_key(get_session(), str(kid or ""))
+        if key is None:
+            return None
+        decoded = jwt.decode(value, key, algorithms=["RS256"])
         if decoded.header.get("typ") != "at+jwt":
             return None
         jwt.JWTClaimsRegistry(iss={"essential": True, "value": _settings().issuer},
