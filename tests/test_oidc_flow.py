@@ -110,19 +110,49 @@ def test_max_age_and_prompt_login_force_a_new_login(app, client, factory) -> Non
     assert "/login?" in response.headers["Location"]
 
 
-def test_acr_above_the_session_level_needs_step_up(app, client, factory) -> None:
+def test_acr_above_the_session_level_steps_up_with_a_second_factor(app, client, factory) -> None:
+    import re
+
+    from tests.conftest import csrf_token, outbox_messages
+
     citizen = factory.citizen()
     portal = _portal(app, client)
     portal.sign_in(citizen.nik, citizen.password)
     result = query(client.get(portal.authorize_url(prompt="none", acr_values="urn:satuid:loa:2"))
                    .headers["Location"])
     assert result["error"] == "interaction_required"
-    response = client.get(portal.authorize_url(acr_values="urn:satuid:loa:2"))
-    location = response.headers["Location"]
-    if "mfa.step_up" in app.view_functions:
-        assert "interaction=" in location and "/authorize" not in location
-    else:
-        assert query(location)["error"] == "unmet_authentication_requirements"
+    location = client.get(portal.authorize_url(acr_values="urn:satuid:loa:2")).headers["Location"]
+    assert location.startswith("/login/step-up?interaction=")
+    uid = query(location)["interaction"]
+    page = client.get(location).get_data(as_text=True)
+    client.post("/login/step-up/send", data={"csrf_token": csrf_token(page), "interaction": uid,
+                                             "factor": "email"})
+    code = re.search(r"\b(\d{6})\b", outbox_messages(app, citizen.email)[0]).group(1)
+    response = client.post("/login/step-up", data={"csrf_token": csrf_token(page), "interaction": uid,
+                                                   "factor": "email", "code": code})
+    result = query(portal.follow(response))
+    body = portal.token(result["code"]).get_json()
+    claims = _verify(client, body["id_token"], portal.client_id)
+    assert claims["acr"] == "urn:satuid:loa:2" and "mca" in claims["amr"]
+
+
+def test_step_up_aborted_returns_unmet_authentication_requirements(app, client, factory) -> None:
+    from tests.conftest import csrf_token
+
+    citizen = factory.citizen()
+    portal = _portal(app, client, minimum_loa=3)
+    response = client.get(portal.authorize_url())
+    response = client.post("/login", data={
+        "csrf_token": csrf_token(client.get(response.headers["Location"]).get_data(True)),
+        "nik": citizen.nik, "password": citizen.password,
+        "interaction": query(response.headers["Location"])["interaction"], "next": ""})
+    location = client.get(response.headers["Location"]).headers["Location"]
+    assert location.startswith("/login/step-up?interaction=")
+    page = client.get(location).get_data(as_text=True)
+    response = client.post("/login/step-up/cancel", data={"csrf_token": csrf_token(page),
+                                                          "interaction": query(location)["interaction"]})
+    result = query(portal.follow(response))
+    assert result["error"] == "unmet_authentication_requirements" and result["iss"]
 
 
 def test_pairwise_subjects_differ_between_sectors_and_nik_needs_its_scope(app, client, factory) -> None:
