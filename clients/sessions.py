@@ -60,6 +60,7 @@ class SessionStore:
         key = secrets.token_urlsafe(32)
         user = data.get("user") or {}
         with self._lock:
+            self._db.execute("DELETE FROM portal_session WHERE expires < ?", (time.time(),))
             self._db.execute(
                 "INSERT INTO portal_session (id, data, sid, sub, expires) VALUES (?,?,?,?,?)",
                 (key, json.dumps(data), user.get("sid"), user.get("sub"), time.time() + lifetime))

@@ -397,3 +397,14 @@ def test_id_token_for_another_audience_signs_nobody_in(health: Flask, op: StandI
     client = health.test_client()
     assert sign_in(client, op, aud="portal-bansos").status_code == 400
     assert "Belum masuk" in client.get("/").get_data(as_text=True)
+
+
+def test_expired_sessions_are_not_loaded_and_are_cleared_out(tmp_path: Path) -> None:
+    from clients.sessions import SessionStore
+
+    store = SessionStore(tmp_path / "s.sqlite")
+    old = store.create({"user": {"sid": "s1", "sub": "u1"}}, lifetime=-1)
+    assert store.load(old) is None
+    store.create({"next": "/"}, lifetime=60)
+    assert store.count() == 1
+    assert store.end_logins(sid="s1", sub=None) == 0  # the expired row is gone already
