@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from idp import audit
-from idp.models import Client, ConsentRecord
+from idp.models import ClaimRelease, Client, ConsentRecord
 
 SCOPE_LABELS = {
     "openid": _l("A SatuID identifier for this service (not your NIK)"),
@@ -92,3 +92,15 @@ def withdraw(session: Session, citizen_id: uuid.UUID, client: Client) -> bool:
 def history(session: Session, citizen_id: uuid.UUID) -> list[ConsentRecord]:
     return list(session.scalars(select(ConsentRecord).where(ConsentRecord.citizen_id == citizen_id)
                                 .order_by(ConsentRecord.id.desc())))
+
+
+def record_release(citizen_id: uuid.UUID, client: Client, channel: str, names: list[str]) -> None:
+    """Log a release of claims (ID token or userinfo) for /account/activity and the audit log."""
+    from idp.db import get_session
+
+    session = get_session()
+    session.add(ClaimRelease(citizen_id=citizen_id, client_id=client.client_id, channel=channel,
+                             claims=names))
+    session.commit()
+    audit.append("claims_released", citizen_id=citizen_id, client_id=client.client_id, channel=channel,
+                 claims=names)

@@ -17,13 +17,12 @@ from authlib.oidc.core import OpenIDCode
 from authlib.oidc.core.grants.util import create_half_hash
 from flask import current_app, g
 from joserfc import jwt
-from sqlalchemy import update
 
 from idp import audit
 from idp.auth import loa
+from idp.consent import records as consents
 from idp.db import get_session
-from idp.models import Citizen, ClaimRelease, Client, Grant, Token
-from idp.models.base import utcnow
+from idp.models import Citizen, Client, Grant
 from idp.oidc import claims as claimsmod
 from idp.oidc import keys, tokens
 from idp.oidc.pairwise import pairwise_subject
@@ -156,12 +155,7 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
         row = token.row
         if row.refresh_revoked_at is not None or token.is_expired():
             return None
-        session = get_session()
-        # Claim the token atomically: of two concurrent uses, one wins and the other is a reuse.
-        claimed = session.execute(update(Token).where(Token.id == row.id, Token.refresh_used_at.is_(None))
-                                  .values(refresh_used_at=utcnow())).rowcount
-        session.commit()
-        if not claimed:
+        if not tokens.claim_refresh(row):
             tokens.revoke_grant(row.grant_id, "refresh_token_reuse")
             audit.append("refresh_token_reuse", citizen_id=row.citizen_id, client_id=row.client_id,
                          grant_id=str(row.grant_id))
@@ -173,16 +167,6 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
 
     def revoke_old_credential(self, refresh_token: tokens.IssuedToken) -> None:
         """Already marked used when it was claimed."""
-
-
-def record_release(citizen_id: uuid.UUID, client: Client, channel: str, names: list[str]) -> None:
-    """Log a release of claims for the citizen's activity page and the audit log."""
-    session = get_session()
-    session.add(ClaimRelease(citizen_id=citizen_id, client_id=client.client_id, channel=channel,
-                             claims=names))
-    session.commit()
-    audit.append("claims_released", citizen_id=citizen_id, client_id=client.client_id, channel=channel,
-                 claims=names)
 
 
 class IdToken(OpenIDCode):
@@ -221,5 +205,5 @@ class IdToken(OpenIDCode):
         if at_hash is not None:
             claims["at_hash"] = at_hash.decode()
         claims.update(claimsmod.claim_values(get_session(), citizen, names))
-        record_release(citizen.id, client, "id_token", ["sub", *names])
+        consents.record_release(citizen.id, client, "id_token", ["sub", *names])
         return jwt.encode({"alg": alg, "kid": key.kid, "typ": "JWT"}, claims, key)

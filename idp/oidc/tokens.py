@@ -112,6 +112,15 @@ def revoke_grant(grant_id: str | uuid.UUID, reason: str) -> None:
                  client_id=grant.client_id if grant else None, grant_id=str(gid), reason=reason)
 
 
+def claim_refresh(row: Token) -> bool:
+    """Mark a refresh token used, atomically: of two concurrent uses one wins, the other is a reuse."""
+    session = get_session()
+    claimed = session.execute(update(Token).where(Token.id == row.id, Token.refresh_used_at.is_(None))
+                              .values(refresh_used_at=utcnow())).rowcount
+    session.commit()
+    return bool(claimed)
+
+
 def revoke_refresh_tokens(citizen_id: uuid.UUID, client_id: str, reason: str) -> int:
     """Revoke a portal's refresh tokens for a citizen (consent withdrawn)."""
     session = get_session()

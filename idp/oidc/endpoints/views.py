@@ -35,7 +35,7 @@ from idp.consent import records as consents
 from idp.db import get_session
 from idp.errors import page
 from idp.oidc import claims as claimsmod
-from idp.oidc import grants, keys, logout, par, tokens
+from idp.oidc import keys, logout, par, tokens
 from idp.oidc.discovery import provider_metadata
 from idp.oidc.pairwise import pairwise_subject
 from idp.oidc.server import create_server, get_server
@@ -302,7 +302,7 @@ def userinfo() -> Response:
     names = claimsmod.released_claims(scopes, issued.row.claims_request or {}, "userinfo")
     body = {"sub": pairwise_subject(client, str(citizen.id)),
             **claimsmod.claim_values(get_session(), citizen, names)}
-    grants.record_release(citizen.id, client, "userinfo", ["sub", *names])
+    consents.record_release(citizen.id, client, "userinfo", ["sub", *names])
     response = jsonify(body)
     response.headers["Cache-Control"] = "no-store"
     return response
