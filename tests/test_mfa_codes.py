@@ -10,7 +10,13 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from tests.conftest import AuthActions, Factory, csrf_token, outbox_messages
-from tests.test_mfa_support import audit_events, pending_authorization, sso_of, step_up_form, submit_code
+from tests.test_mfa_support import (
+    audit_events,
+    pending_authorization,
+    sso_of,
+    step_up_form,
+    submit_code,
+)
 
 
 def _send_email_code(client: FlaskClient, query: str, factor: str = "email") -> int:
@@ -47,7 +53,7 @@ def test_recovery_code_works_once_and_notifies_the_citizen(
     assert session.acr == 2 and "kba" in session.amr
     assert "recovery_code_used" in audit_events(app, citizen.id)
     notice = outbox_messages(app, citizen.email)[0]
-    assert "9" in notice  # nine codes left, said in the message
+    assert "kode pemulihan" in notice and "9" in notice  # in her language, with nine codes left
     auth.logout()
 
     auth.login(citizen.nik, citizen.password)

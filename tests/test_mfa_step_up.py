@@ -15,6 +15,7 @@ from tests.test_mfa_support import (
     code_at,
     enrol_totp,
     pending_authorization,
+    relogin,
     sso_of,
     step_up_form,
     submit_code,
@@ -25,7 +26,8 @@ def test_step_up_from_level_one_session_asks_only_for_the_second_factor(
         app: Flask, client: FlaskClient, auth: AuthActions, factory: Factory) -> None:
     citizen = factory.citizen()
     auth.login(citizen.nik, citizen.password)
-    secret = enrol_totp(client, auth)
+    secret = enrol_totp(app, client, citizen)
+    relogin(auth, citizen)
     before = sso_of(app, client)
     assert before.acr == 1 and before.amr == ["pwd"]
     interaction = pending_authorization(app, required_acr=2)
@@ -86,14 +88,14 @@ def test_level_three_is_reached_with_totp_only_after_in_person_verification(
         app: Flask, client: FlaskClient, auth: AuthActions, factory: Factory) -> None:
     plain = factory.citizen()
     auth.login(plain.nik, plain.password)
-    enrol_totp(client, auth)
+    enrol_totp(app, client, plain)
     level3 = pending_authorization(app, required_acr=3)
     assert "Add a way to confirm it is you" in step_up_form(client, f"interaction={level3.uid}&lang=en")
     auth.logout()
 
     verified = factory.citizen(in_person_verified_at=dt.datetime.now(dt.UTC))
     auth.login(verified.nik, verified.password)
-    secret = enrol_totp(client, auth)
+    secret = enrol_totp(app, client, verified)
     level3 = pending_authorization(app, required_acr=3)
     r = submit_code(client, f"interaction={level3.uid}", "totp", code_at(secret))
     assert r.status_code == 302 and r.headers["Location"] == level3.resume
@@ -104,7 +106,8 @@ def test_removing_a_factor_needs_a_fresh_second_factor(
         app: Flask, client: FlaskClient, auth: AuthActions, factory: Factory) -> None:
     citizen = factory.citizen()
     auth.login(citizen.nik, citizen.password)
-    secret = enrol_totp(client, auth)
+    secret = enrol_totp(app, client, citizen)
+    relogin(auth, citizen)
     page = client.get("/account/security").get_data(as_text=True)
     r = client.post("/account/security/totp/remove", data={"csrf_token": csrf_token(page)})
     assert r.status_code == 302 and r.headers["Location"].startswith("/login/step-up?next=")
@@ -122,7 +125,8 @@ def test_adding_a_second_authenticator_needs_a_fresh_second_factor(
         app: Flask, client: FlaskClient, auth: AuthActions, factory: Factory) -> None:
     citizen = factory.citizen()
     auth.login(citizen.nik, citizen.password)
-    enrol_totp(client, auth)
+    enrol_totp(app, client, citizen)
+    relogin(auth, citizen)
     page = client.get("/account/security").get_data(as_text=True)
     r = client.post("/account/security/passkeys/options", headers={"X-CSRFToken": csrf_token(page)})
     assert r.status_code == 403 and r.get_json()["error"] == "step_up_required"
@@ -149,7 +153,7 @@ def test_removing_the_last_factor_warns_about_portals_that_require_one(
                                   scopes=["openid"]) for c in ("pajak", "berita")])
         db.commit()
     auth.login(citizen.nik, citizen.password)
-    secret = enrol_totp(client, auth)
+    secret = enrol_totp(app, client, citizen)
     submit_code(client, "next=/account/security", "totp", code_at(secret))
     page = client.get("/account/security").get_data(as_text=True)
     warn = client.post("/account/security/totp/remove?lang=en", data={"csrf_token": csrf_token(page)})

@@ -39,7 +39,13 @@ def code_at(secret: str, offset_steps: int = 0) -> str:
     return pyotp.TOTP(secret).at(time.time() + 30 * offset_steps)
 
 
-def enrol_totp(client: FlaskClient, auth: AuthActions) -> str:
+def relogin(auth: AuthActions, citizen: Any) -> None:
+    """A new SSO session at level 1 (password only)."""
+    auth.logout()
+    auth.login(citizen.nik, citizen.password)
+
+
+def enrol_totp(app: Flask, client: FlaskClient, citizen: Any) -> str:
     """Set up an authenticator app from the account page (already logged in); returns the secret.
 
     The first code confirmed is the previous step's, leaving the current step's code unused for the

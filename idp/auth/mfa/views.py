@@ -336,8 +336,10 @@ def _fresh_or_step_up(citizen: Citizen, back: str) -> Response | None:
 
 
 def _needs_fresh_for_adding(citizen: Citizen) -> bool:
-    """Adding a factor needs a fresh second factor once the citizen has an authenticator: otherwise
-    someone with only the password could add their own."""
+    """Adding a factor (or recovery codes) needs a fresh second factor once the citizen has an
+    authenticator or recovery codes: otherwise someone with only the password could add their own
+    next to the citizen's. The first authenticator needs the password session alone, as a citizen
+    without one has nothing else to prove; every addition is notified on the verified channels."""
     e = factors.enrolment(get_session(), citizen)
     return (e.has_authenticator or e.recovery_codes_left > 0) and not factors.second_factor_fresh(
         g.sso.factor_times)
