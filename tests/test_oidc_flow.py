@@ -249,3 +249,13 @@ def test_pushed_authorization_request_is_used_once(app, client, factory) -> None
     assert again.status_code == 400
     bad = portal.post("/par", {**params, "code_challenge_method": "plain"})
     assert bad.status_code == 400 and bad.get_json()["error"] == "invalid_request"
+
+
+def test_authorize_accepts_a_form_post_and_ui_locales_choose_the_language(app, client, factory) -> None:
+    portal = _portal(app, client)
+    portal.authorize_url("openid profile", ui_locales="en", login_hint="3174045708900001")
+    params = {k: v for k, v in portal.last.items() if k != "verifier"}
+    response = client.post("/authorize", data=params)  # no CSRF token: RPs post here
+    assert response.status_code == 302 and "/login?interaction=" in response.headers["Location"]
+    page = client.get(response.headers["Location"]).get_data(as_text=True)
+    assert "Log in to SatuID" in page and "Portal portal-test" in page
