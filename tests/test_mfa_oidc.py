@@ -51,7 +51,7 @@ def test_portal_asking_for_level_two_gets_acr_2_and_otp_only_after_a_valid_totp(
         app: Flask, client: FlaskClient, auth: AuthActions, factory: Factory) -> None:
     citizen = factory.citizen()
     auth.login(citizen.nik, citizen.password)
-    secret = enrol_totp(client, auth)
+    secret = enrol_totp(app, client, citizen)
     auth.logout()
     portal = _portal(app, client)
 
