@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from flask import current_app, has_request_context, request
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
@@ -23,6 +23,7 @@ from idp.models.audit import AuditEvent
 from idp.models.base import utcnow
 
 GENESIS = "0" * 64
+_CHAIN_LOCK = 0x5A7D_A0D1  # PostgreSQL advisory lock id for appending to the chain
 _FORBIDDEN_KEYS = {"password", "code", "secret", "token", "otp", "client_secret", "refresh_token"}
 
 
@@ -70,6 +71,9 @@ def append(
     ip = client_ip()
     for _attempt in range(20):
         with engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                # Writers queue on a transaction lock instead of racing for the tail and retrying.
+                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _CHAIN_LOCK})
             tail = conn.execute(
                 select(AuditEvent.hash).order_by(AuditEvent.id.desc()).limit(1)
             ).scalar()
