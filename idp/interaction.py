@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import asdict, dataclass, field
+from urllib.parse import urlsplit
 
 from idp.store import get_store
 
@@ -49,7 +50,17 @@ def load(uid: str | None) -> Interaction | None:
 
 
 def safe_next(target: str | None) -> str | None:
-    """Accept only a local path as a place to go after login (no open redirect)."""
-    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+    """Accept only a local path as a place to go after login (no open redirect).
+
+    Browsers drop tabs and newlines inside a URL and read a backslash as a slash, so a
+    slash, a tab and a host name would become ``//host``: any control character, space or
+    backslash refuses the target outright.
+    """
+    if not target or not target.startswith("/") or target.startswith("//"):
+        return None
+    if "\\" in target or any(ord(ch) < 0x21 or ord(ch) == 0x7F for ch in target):
+        return None
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc:
         return None
     return target

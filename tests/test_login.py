@@ -108,15 +108,23 @@ def test_logout_ends_the_session_server_side(auth: AuthActions, client: FlaskCli
 
 def test_login_renews_the_session_secret(auth: AuthActions, client: FlaskClient,
                                          factory: Factory, app: Flask) -> None:
+    from idp.auth.session import sessions_of
+
     citizen = factory.citizen()
     auth.login(citizen.nik, citizen.password)
     first = session_cookie(client)
-    # Logging in again from the same browser (as prompt=login does) gives a new secret.
+    with app.test_request_context():
+        [before] = sessions_of(str(citizen.id))
+    # Logging in again from the same browser (as prompt=login does) gives a new secret...
     token = csrf_token(client.get("/logout").get_data(as_text=True))
     r = client.post("/login", data={"csrf_token": token, "nik": citizen.nik,
                                     "password": citizen.password})
     assert r.status_code == 302
     assert session_cookie(client) not in (None, first)
+    # ...but the same public sid, which portals signed in earlier know from their ID tokens.
+    with app.test_request_context():
+        [after] = sessions_of(str(citizen.id))
+    assert after.sid == before.sid and after.key != before.key
     thief = app.test_client()
     thief.set_cookie(COOKIE, first or "")
     assert thief.get("/account").status_code == 302
@@ -276,3 +284,23 @@ def test_citizen_logs_out_another_device_from_the_account_page(factory: Factory,
     assert r.status_code == 302
     assert phone.client.get("/account").status_code == 302
     assert laptop.client.get("/account").status_code == 200
+
+
+UNSAFE_NEXT = ["//evil.example", "/\t/evil.example", "/\n/evil.example", "/\\evil.example",
+               "https://evil.example/", "/ /evil.example", "/\x7f/evil.example", "account"]
+
+
+def test_only_local_paths_are_followed_after_login(auth: AuthActions, factory: Factory) -> None:
+    from idp.interaction import safe_next
+
+    for target in UNSAFE_NEXT:
+        assert safe_next(target) is None, target
+    assert safe_next("/account/sessions?lang=en") == "/account/sessions?lang=en"
+    citizen = factory.citizen()
+    r = auth.form("/login", {"nik": citizen.nik, "password": citizen.password,
+                             "next": "/account/sessions"})
+    assert r.headers["Location"] == "/account/sessions"
+    for target in UNSAFE_NEXT:
+        # Already logged in: the GET redirect is where a crafted link would land.
+        r = auth.client.get("/login", query_string={"next": target})
+        assert r.status_code == 302 and r.headers["Location"] == "/account", target

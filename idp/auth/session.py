@@ -69,23 +69,28 @@ def _save(sso: SsoSession) -> None:
 
 
 def start(citizen_id: str, amr: list[str], acr: int) -> SsoSession:
-    """Begin a new session (a new secret every login, against session fixation) and set its cookie."""
-    if (old := g.get("sso")) is not None and old.citizen_id != str(citizen_id):
+    """Begin a session after a login and set its cookie.
+
+    Every login gets a new cookie secret (against session fixation). The same citizen logging in
+    again keeps the session's public ``sid``: portals already signed in hold ID tokens with that
+    ``sid``, and a later back-channel logout must name the session they know.
+    """
+    old = g.get("sso")
+    if old is not None and old.citizen_id != str(citizen_id):
         end(old, reason="replaced")
+        old = None
     now = int(time.time())
     secret = secrets.token_urlsafe(32)
     sso = SsoSession(
-        sid=secrets.token_urlsafe(16), citizen_id=str(citizen_id), auth_time=now, amr=list(amr),
-        acr=acr, created_at=now, last_seen=now, factor_times={m: now for m in amr},
+        sid=old.sid if old is not None else secrets.token_urlsafe(16), citizen_id=str(citizen_id),
+        auth_time=now, amr=list(amr), acr=acr, created_at=now, last_seen=now,
+        factor_times={m: now for m in amr},
         user_agent=request.headers.get("User-Agent", "")[:200], ip=request.remote_addr or "",
         key=_key(secret),
     )
+    if old is not None:
+        get_store().delete(old.key)  # the old cookie stops working; the sid and its portals stay
     _save(sso)
-    if old is not None and old.citizen_id == str(citizen_id):
-        # Same citizen logging in again: keep the portals of the old session for logout, drop it.
-        for client_id in clients_of(old):
-            add_client(sso, client_id)
-        _forget(old)
     g.sso = sso
     g.sso_cookie = secret
     return sso
