@@ -168,3 +168,14 @@ def test_rp_logout_query_values_roundtrip(app, client, factory) -> None:
     response = client.get("/end-session", query_string={"id_token_hint": tokens["id_token"]})
     assert response.status_code == 200  # no redirect asked: our own "logged out" page
     assert query(info["post_logout"][0]) == {}
+
+
+def test_an_access_token_is_not_taken_as_id_token_hint(app, client, factory) -> None:
+    """Only an ID token from this session logs out without asking; an access token is no hint."""
+    portal, tokens, info = _sign_in(app, client, factory)
+    response = client.get("/end-session", query_string={
+        "id_token_hint": tokens["access_token"], "post_logout_redirect_uri": info["post_logout"][0]})
+    html = response.get_data(as_text=True)
+    assert response.status_code == 200 and 'value="logout"' in html
+    # The session is still there: the portal signs in again silently.
+    assert "code=" in client.get(portal.authorize_url(prompt="none")).headers["Location"]

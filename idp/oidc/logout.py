@@ -17,9 +17,10 @@ import time
 from typing import Any
 
 import requests
+from authlib.oauth2.rfc6749.errors import InvalidRequestError
 from authlib.oidc.rpinitiated import EndSessionEndpoint
 from flask import Flask, current_app, g, has_request_context
-from joserfc import jwt
+from joserfc import jws, jwt
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
@@ -47,6 +48,19 @@ class EndSession(EndSessionEndpoint):
 
         return keys.public_key_set(get_session())
 
+    def _validate_id_token_hint(self, id_token_hint: str) -> dict[str, Any]:
+        """Accept only one of our ID tokens as a hint (§2), not any JWT we signed.
+
+        Access tokens (``typ: at+jwt``) and logout tokens carry the same signature; taken as a
+        hint they would let a script holding one log the citizen out without asking.
+        """
+        claims = super()._validate_id_token_hint(id_token_hint)
+        header = jws.extract_compact(id_token_hint.encode()).headers()  # verified by the parent
+        if header.get("typ", "JWT") != "JWT" or claims.get("iss") != current_app.config["IDP"].issuer \
+                or not claims.get("sid") or not claims.get("aud"):
+            raise InvalidRequestError("id_token_hint is not an ID token issued by this provider")
+        return claims
+
     def is_post_logout_redirect_uri_legitimate(self, request: Any, post_logout_redirect_uri: str,
                                                client: Any, logout_hint: str | None) -> bool:
         # Without a valid id_token_hint the citizen confirmed on our page (§6); the URI is still
@@ -58,7 +72,7 @@ class EndSession(EndSessionEndpoint):
         if current is None:
             return
         claims = end_session_request.id_token_claims
-        if claims is not None and claims.get("sid") not in (None, current.sid) \
+        if claims is not None and claims.get("sid") != current.sid \
                 and not g.get("logout_confirmed"):
             return  # a hint for another session: this browser's session stays
         citizen_id = current.citizen_id

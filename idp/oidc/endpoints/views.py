@@ -340,7 +340,7 @@ def end_session() -> Any:
         params.pop("id_token_hint", None)
     current = g.get("sso")
     if validated is not None and not validated.needs_confirmation and (
-            current is None or validated.id_token_claims.get("sid") in (None, current.sid)):
+            current is None or validated.id_token_claims.get("sid") == current.sid):
         response = server.create_endpoint_response("end_session", validated)
         return response or render_template("oidc/logged_out.html")
     handle = secrets.token_urlsafe(24)
