@@ -23,7 +23,7 @@ def test_consent_page_names_portal_purpose_and_data_and_approve_comes_first(app,
     assert "Alamat email Anda" in indonesian
 
 
-def test_withdrawal_is_recorded_and_revokes_refresh_tokens(app, client, factory) -> None:
+def test_withdrawal_is_recorded_and_revokes_the_portals_tokens(app, client, factory) -> None:
     citizen = factory.citizen()
     info = register_portal(app)
     portal = Portal(client, info["client_id"], info["secret"], info["redirect_uri"])
@@ -37,6 +37,9 @@ def test_withdrawal_is_recorded_and_revokes_refresh_tokens(app, client, factory)
     assert response.status_code == 302
     refreshed = portal.refresh(tokens["refresh_token"])
     assert refreshed.get_json()["error"] == "invalid_grant"
+    # The access token stops working too: the portal reads nothing more after withdrawal.
+    userinfo = client.get("/userinfo", headers={"Authorization": f"Bearer {tokens['access_token']}"})
+    assert userinfo.status_code == 401
     # Asking again needs consent again.
     assert "/consent?" in client.get(portal.authorize_url("openid profile")).headers["Location"]
     from idp.db import get_session
@@ -47,7 +50,7 @@ def test_withdrawal_is_recorded_and_revokes_refresh_tokens(app, client, factory)
         actions = list(session.scalars(select(ConsentRecord.action).order_by(ConsentRecord.id)))
         events = set(session.scalars(select(AuditEvent.event)))
     assert actions == ["granted", "withdrawn"]
-    assert {"consent_granted", "consent_withdrawn", "refresh_tokens_revoked", "claims_released"} <= events
+    assert {"consent_granted", "consent_withdrawn", "grant_revoked", "claims_released"} <= events
 
 
 def test_consent_pages_need_login(client) -> None:

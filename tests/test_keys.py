@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
 from joserfc import jwt
 from joserfc.jwk import KeySet
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 
 from tests.oidc_rp import Portal, register_portal
 
@@ -72,3 +74,28 @@ def test_retired_keys_leave_the_jwks_after_the_longest_token_lifetime(app, clien
     assert retired[0] not in {k["kid"] for k in client.get("/jwks").get_json()["keys"]}
     runner.invoke(args=["keys", "rotate"])
     assert _states(app)[retired[0]] == "removed"
+
+
+def test_two_workers_creating_keys_at_once_leave_one_current_key(app) -> None:
+    """Two workers starting on an empty database both see no keys; the second's insert loses."""
+    from sqlalchemy.orm import Session
+
+    from idp.db import get_session
+    from idp.models import SigningKey
+    from idp.oidc import keys
+
+    with app.app_context():
+        engine = get_session().get_bind()
+        with Session(engine) as first, Session(engine) as second:
+            # Both looked before either wrote: each believes it must create the keys.
+            keys.new_key(first, "RS256", "current")
+            keys.new_key(second, "RS256", "current")
+            first.commit()
+            with pytest.raises(IntegrityError):  # the unique index on live keys refuses it
+                second.commit()
+        keys.ensure_keys(get_session())
+        live = get_session().scalars(select(SigningKey.state).where(SigningKey.alg == "RS256",
+                                                                     SigningKey.state != "retired"))
+        assert sorted(live) == ["current", "next"]
+        assert keys.rotate(get_session()) and sorted(_states(app).values()) == [
+            "current", "next", "retired"]

@@ -125,6 +125,47 @@ def test_refresh_tokens_rotate_and_reuse_revokes_the_family(app, client, factory
     assert info.status_code == 401
 
 
+def test_refresh_with_a_wider_scope_is_refused_and_leaves_the_token_usable(app, client,
+                                                                          factory) -> None:
+    portal, code = _signed_in(app, client, factory, scope="openid profile offline_access")
+    first = portal.token(code).get_json()
+    wider = portal.post("/token", {"grant_type": "refresh_token", "refresh_token": first["refresh_token"],
+                                   "scope": "openid profile email offline_access"})
+    assert wider.status_code == 400 and wider.get_json()["error"] == "invalid_scope"
+    assert portal.refresh(first["refresh_token"]).status_code == 200
+
+
+def test_narrowed_refresh_keeps_the_original_scope_on_the_new_refresh_token(app, client,
+                                                                           factory) -> None:
+    """RFC 6749 §6: the access token may be narrowed; the rotated refresh token is not."""
+    portal, code = _signed_in(app, client, factory, scope="openid profile offline_access")
+    first = portal.token(code).get_json()
+    narrow = portal.post("/token", {"grant_type": "refresh_token",
+                                    "refresh_token": first["refresh_token"], "scope": "openid"})
+    body = narrow.get_json()
+    assert narrow.status_code == 200 and body["scope"] == "openid" and body["refresh_token"]
+    seen = portal.post("/introspect", {"token": body["refresh_token"],
+                                       "token_type_hint": "refresh_token"}).get_json()
+    assert set(seen["scope"].split()) == {"openid", "profile", "offline_access"}
+    again = portal.refresh(body["refresh_token"]).get_json()
+    assert set(again["scope"].split()) == {"openid", "profile", "offline_access"}
+
+
+def test_password_reset_revokes_every_grant_of_the_citizen(app, client, factory) -> None:
+    from idp.auth import session as sso
+
+    citizen = factory.citizen()
+    portal = _portal(app, client)
+    code = portal.sign_in(citizen.nik, citizen.password,
+                          scope="openid profile offline_access")["code"]
+    tokens = portal.token(code).get_json()
+    with app.test_request_context():
+        sso.revoke_all_access(str(citizen.id), reason="password_reset")
+    assert portal.refresh(tokens["refresh_token"]).get_json()["error"] == "invalid_grant"
+    info = client.get("/userinfo", headers={"Authorization": f"Bearer {tokens['access_token']}"})
+    assert info.status_code == 401
+
+
 def test_no_refresh_token_without_offline_access(app, client, factory) -> None:
     portal, code = _signed_in(app, client, factory, scope="openid profile")
     assert "refresh_token" not in portal.token(code).get_json()

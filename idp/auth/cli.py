@@ -14,7 +14,8 @@ sessions_cli = AppGroup("sessions", help="Citizens' SSO sessions.")
 @click.argument("nik")
 @click.option("--reason", default="operator", show_default=True)
 def end_sessions(nik: str, reason: str) -> None:
-    """End every SSO session of the citizen with NIK (back-channel logout reaches their portals)."""
+    """End every SSO session of the citizen with NIK and revoke every portal grant (refresh tokens
+    included); back-channel logout reaches their portals."""
     from idp import audit
     from idp.auth import session as sso
     from idp.db import get_session
@@ -27,7 +28,7 @@ def end_sessions(nik: str, reason: str) -> None:
         from flask import g
 
         g.sso = None
-        ended = sso.end_all(str(citizen.id), reason=reason)
+        ended = sso.revoke_all_access(str(citizen.id), reason=reason)
     audit.append("sessions_ended", actor="operator", citizen_id=citizen.id, count=ended,
                  reason=reason)
     click.echo(f"ended {ended} session(s)")

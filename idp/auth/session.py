@@ -21,6 +21,17 @@ signals = Namespace()
 #: Sent with ``sid``, ``citizen_id``, ``client_ids`` and ``reason`` whenever an SSO session ends,
 #: so back-channel logout reaches every portal the session signed in to.
 session_ended = signals.signal("session-ended")
+#: Sent with ``citizen_id`` and ``reason`` when a citizen's credentials were reset or an operator
+#: cut off their access: every grant a portal holds (refresh tokens included) is revoked.
+access_revoked = signals.signal("access-revoked")
+
+
+def revoke_all_access(citizen_id: str, reason: str) -> int:
+    """End every session and revoke every portal grant of a citizen. Returns the sessions ended."""
+    ended = end_all(citizen_id, reason)
+    access_revoked.send(current_app._get_current_object(),  # type: ignore[attr-defined]
+                        citizen_id=citizen_id, reason=reason)
+    return ended
 
 
 @dataclass

@@ -271,7 +271,7 @@ def reset_password(token: str) -> Any:
               "logged out. If this was not you, contact the SatuID helpdesk at once."),
         )
     db.commit()
-    ended = sso.end_all(str(citizen.id), reason="password_reset")
+    ended = sso.revoke_all_access(str(citizen.id), reason="password_reset")
     lockout.unlock(citizen.nik)
     audit.append("password_reset", citizen_id=citizen.id, actor=f"citizen:{citizen.id}",
                  sessions_ended=ended)

@@ -75,7 +75,8 @@ def give(session: Session, citizen_id: uuid.UUID, client: Client, scopes: list[s
 
 
 def withdraw(session: Session, citizen_id: uuid.UUID, client: Client) -> bool:
-    """Withdraw consent and revoke the portal's refresh tokens for this citizen."""
+    """Withdraw consent and revoke every grant (access and refresh tokens) of the portal for this
+    citizen."""
     if active(session, citizen_id, client.client_id) is None:
         return False
     session.add(ConsentRecord(citizen_id=citizen_id, client_id=client.client_id, action="withdrawn",
@@ -83,9 +84,9 @@ def withdraw(session: Session, citizen_id: uuid.UUID, client: Client) -> bool:
     session.commit()
     audit.append("consent_withdrawn", actor=f"citizen:{citizen_id}", citizen_id=citizen_id,
                  client_id=client.client_id)
-    from idp.oidc.tokens import revoke_refresh_tokens
+    from idp.oidc.tokens import revoke_grants
 
-    revoke_refresh_tokens(citizen_id, client.client_id, reason="consent_withdrawn")
+    revoke_grants(citizen_id, client.client_id, reason="consent_withdrawn")
     return True
 
 

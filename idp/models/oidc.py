@@ -11,7 +11,7 @@ import datetime as dt
 import uuid
 
 from authlib.oauth2.rfc6749 import ClientMixin
-from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, Uuid
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, Uuid, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from idp.models.base import Base, UTCDateTime, timestamp, timestamp_or_none, uuid_pk
@@ -98,6 +98,11 @@ class SigningKey(Base):
     activated_at: Mapped[timestamp_or_none]
     retired_at: Mapped[timestamp_or_none]
 
+    # One current and one next key per algorithm, even when two workers start on an empty database.
+    __table_args__ = (Index("uq_oidc_signing_key_alg_live", "alg", "state", unique=True,
+                            postgresql_where=text("state IN ('current', 'next')"),
+                            sqlite_where=text("state IN ('current', 'next')")),)
+
 
 class Grant(Base):
     """One authorization of a portal by a citizen: every code and token issued from it."""
@@ -135,6 +140,9 @@ class Token(Base):
     access_expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     access_revoked_at: Mapped[timestamp_or_none]
     refresh_hash: Mapped[str | None] = mapped_column(String(64), unique=True, nullable=True)
+    # RFC 6749 §6: a rotated refresh token keeps the scope of the one it replaces, even when the
+    # access token beside it was narrowed. None: the same as ``scope``.
+    refresh_scope: Mapped[str | None] = mapped_column(Text, nullable=True)
     refresh_expires_at: Mapped[timestamp_or_none]
     refresh_used_at: Mapped[timestamp_or_none]  # rotated: presenting it again is reuse
     refresh_revoked_at: Mapped[timestamp_or_none]

@@ -7,11 +7,12 @@ A spent code leaves a marker with its grant id, so presenting it again revokes w
 from __future__ import annotations
 
 import hashlib
+import secrets
 import time
 import uuid
 from typing import Any
 
-from authlib.oauth2.rfc6749 import InvalidRequestError, grants
+from authlib.oauth2.rfc6749 import InvalidGrantError, InvalidRequestError, grants
 from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oidc.core import OpenIDCode
 from authlib.oidc.core.grants.util import create_half_hash
@@ -153,17 +154,38 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
         if token is None or not token.check_client(client):
             return None
         row = token.row
-        if row.refresh_revoked_at is not None or token.is_expired():
+        if row.refresh_used_at is not None:
+            self._reused(row)
             return None
-        if not tokens.claim_refresh(row):
-            tokens.revoke_grant(row.grant_id, "refresh_token_reuse")
-            audit.append("refresh_token_reuse", citizen_id=row.citizen_id, client_id=row.client_id,
-                         grant_id=str(row.grant_id))
+        if token.is_revoked() or token.is_expired():
             return None
         return token
 
     def authenticate_user(self, refresh_token: tokens.IssuedToken) -> Citizen | None:
-        return refresh_token.get_user()
+        """Claim the refresh token only now, after the request (scope included) was validated:
+        a request refused for a bad scope leaves the token usable."""
+        row = refresh_token.row
+        if not tokens.claim_refresh(row):
+            self._reused(row)  # a concurrent use won the claim
+            raise InvalidGrantError("The refresh token is not valid.")
+        citizen = refresh_token.get_user()
+        if citizen is None:
+            raise InvalidGrantError("The refresh token is not valid.")
+        return citizen
+
+    def issue_token(self, user: Citizen, refresh_token: tokens.IssuedToken) -> dict[str, Any]:
+        token = super().issue_token(user, refresh_token)
+        if "refresh_token" not in token:
+            # Narrowed without offline_access: the rotated refresh token keeps the original scope
+            # (RFC 6749 §6), so the portal does not lose offline access by asking for less once.
+            token["refresh_token"] = secrets.token_urlsafe(32)
+        return token
+
+    @staticmethod
+    def _reused(row: Any) -> None:
+        tokens.revoke_grant(row.grant_id, "refresh_token_reuse")
+        audit.append("refresh_token_reuse", citizen_id=row.citizen_id, client_id=row.client_id,
+                     grant_id=str(row.grant_id))
 
     def revoke_old_credential(self, refresh_token: tokens.IssuedToken) -> None:
         """Already marked used when it was claimed."""

@@ -68,7 +68,7 @@ def ensure_keys(session: Session) -> None:
     if created:
         try:
             session.commit()
-        except IntegrityError:  # pragma: no cover - kids are random; another worker raced us
+        except IntegrityError:  # another worker created them first (one live key per alg and state)
             session.rollback()
 
 
@@ -87,9 +87,13 @@ def rotate(session: Session) -> list[tuple[str, str, str]]:
                                                           SigningKey.state == "current"))
         nxt = session.scalar(select(SigningKey).where(SigningKey.alg == alg, SigningKey.state == "next"))
         assert current is not None and nxt is not None
+        # Flushed one step at a time: at no point two current (or next) keys of one algorithm.
         current.state, current.retired_at = "retired", now
+        session.flush()
         nxt.state, nxt.activated_at = "current", now
+        session.flush()
         new_key(session, alg, "next")
+        session.flush()
         changes.append((alg, current.kid, nxt.kid))
     # Retired keys whose tokens have all expired leave the JWKS for good.
     cutoff = now - dt.timedelta(seconds=_longest_lifetime())

@@ -14,6 +14,7 @@ import logging
 import secrets
 import threading
 import time
+import uuid
 from typing import Any
 
 import requests
@@ -211,5 +212,14 @@ def init_app(app: Flask) -> None:
         if sender is app:
             on_session_ended(app, **kwargs)
 
-    app.extensions["idp.oidc.logout_receiver"] = receiver  # keep a strong reference (blinker is weak)
+    def revoke(sender: Flask, *, citizen_id: str, reason: str, **_: Any) -> None:
+        if sender is app:
+            from idp.oidc.tokens import revoke_grants
+
+            revoke_grants(uuid.UUID(citizen_id), None, reason)
+
+    # Keep strong references: blinker holds receivers weakly.
+    app.extensions["idp.oidc.logout_receiver"] = receiver
+    app.extensions["idp.oidc.revoke_receiver"] = revoke
     sso.session_ended.connect(receiver)
+    sso.access_revoked.connect(revoke)

@@ -1,7 +1,8 @@
 """Access tokens (RFC 9068 JWTs), refresh tokens (opaque, hashed), revocation and introspection.
 
 Every token row carries its grant id; ``revoke_grant`` revokes a whole family at once (a replayed
-code, RFC 6749 §4.1.2; a reused rotated refresh token, RFC 9700 §4.14.2).
+code, RFC 6749 §4.1.2; a reused rotated refresh token, RFC 9700 §4.14.2), and ``revoke_grants`` every
+family of a citizen (consent withdrawn, password reset).
 """
 
 from __future__ import annotations
@@ -88,6 +89,8 @@ def save(token: dict[str, Any], context: dict[str, Any], client: Client, citizen
     )
     if token.get("refresh_token"):
         row.refresh_hash = _hash(token["refresh_token"])
+        refresh_scope = context.get("refresh_scope")
+        row.refresh_scope = refresh_scope if refresh_scope not in (None, row.scope) else None
         row.refresh_expires_at = now + dt.timedelta(seconds=_settings().refresh_token_lifetime)
     session = get_session()
     session.add(row)
@@ -121,17 +124,17 @@ def claim_refresh(row: Token) -> bool:
     return bool(claimed)
 
 
-def revoke_refresh_tokens(citizen_id: uuid.UUID, client_id: str, reason: str) -> int:
-    """Revoke a portal's refresh tokens for a citizen (consent withdrawn)."""
+def revoke_grants(citizen_id: uuid.UUID, client_id: str | None, reason: str) -> int:
+    """Revoke every live grant of a citizen, for one portal (consent withdrawn) or all of them
+    (password reset, operator), with every access and refresh token issued from them."""
     session = get_session()
-    n = session.execute(update(Token).where(
-        Token.citizen_id == citizen_id, Token.client_id == client_id,
-        Token.refresh_hash.is_not(None), Token.refresh_revoked_at.is_(None),
-    ).values(refresh_revoked_at=utcnow())).rowcount
-    session.commit()
-    audit.append("refresh_tokens_revoked", citizen_id=citizen_id, client_id=client_id, count=n,
-                 reason=reason)
-    return n
+    query = select(Grant.id).where(Grant.citizen_id == citizen_id, Grant.revoked_at.is_(None))
+    if client_id is not None:
+        query = query.where(Grant.client_id == client_id)
+    ids = list(session.scalars(query))
+    for gid in ids:
+        revoke_grant(gid, reason)
+    return len(ids)
 
 
 class IssuedToken(TokenMixin):
@@ -143,12 +146,14 @@ class IssuedToken(TokenMixin):
 
     @property
     def scope(self) -> str:
-        return self.row.scope
+        return self.get_scope()
 
     def check_client(self, client: Client) -> bool:
         return self.row.client_id == client.client_id
 
     def get_scope(self) -> str:
+        if self.kind == "refresh_token":
+            return self.row.refresh_scope or self.row.scope
         return self.row.scope
 
     def _expires_at(self) -> dt.datetime:
@@ -165,8 +170,14 @@ class IssuedToken(TokenMixin):
 
     def is_revoked(self) -> bool:
         if self.kind == "refresh_token":
-            return self.row.refresh_revoked_at is not None or self.row.refresh_used_at is not None
-        return self.row.access_revoked_at is not None
+            own = self.row.refresh_revoked_at is not None or self.row.refresh_used_at is not None
+        else:
+            own = self.row.access_revoked_at is not None
+        if own:
+            return True
+        # A token saved just after its grant was revoked (a race with revoke_grant) is dead too.
+        grant = get_session().get(Grant, self.row.grant_id)
+        return grant is None or grant.revoked_at is not None
 
     def get_user(self) -> Citizen | None:
         return get_session().get(Citizen, self.row.citizen_id)
@@ -245,7 +256,8 @@ class TokenIntrospection(IntrospectionEndpoint):
         assert client is not None
         row = token.row
         return {
-            "active": True, "client_id": row.client_id, "token_type": token.kind, "scope": row.scope,
+            "active": True, "client_id": row.client_id, "token_type": token.kind,
+            "scope": token.get_scope(),
             "sub": pairwise_subject(client, str(row.citizen_id)), "aud": row.client_id,
             "iss": _settings().issuer, "iat": int(row.issued_at.timestamp()),
             "exp": int(token._expires_at().timestamp()),
