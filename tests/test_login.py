@@ -304,3 +304,20 @@ def test_only_local_paths_are_followed_after_login(auth: AuthActions, factory: F
         # Already logged in: the GET redirect is where a crafted link would land.
         r = auth.client.get("/login", query_string={"next": target})
         assert r.status_code == 302 and r.headers["Location"] == "/account", target
+
+
+def test_attempts_sent_at_once_get_no_more_checks_than_the_lockout_allows(app: Flask,
+                                                                         factory: Factory) -> None:
+    """Requests in flight together each reserve an attempt before the password is checked, so a
+    burst cannot test more passwords than the lockout limit, then one of them locks the account."""
+    from idp.auth import lockout
+
+    citizen = factory.citizen()
+    limit = app.config["IDP"].login_max_failures
+    with app.test_request_context():
+        burst = [lockout.begin(citizen.nik) for _ in range(limit + 5)]  # none finished yet
+        checked = [a for a in burst if not a.blocked]
+        assert len(checked) == limit
+        throttles = [a.failed() for a in checked]  # every password was wrong
+        assert throttles[-1].locked_for > 0
+        assert lockout.begin(citizen.nik).throttle.locked_for > 0

@@ -39,21 +39,56 @@ def check(nik: str) -> Throttle:
     return Throttle(locked_for=store.ttl(f"lock:{acct}"), wait_for=store.ttl(f"wait:{acct}"))
 
 
-def record_failure(nik: str) -> Throttle:
-    """Count a failure; after a few, make the next attempt wait (2, 4, 8... s), then lock."""
-    s = current_app.config["IDP"]
-    store = get_store()
-    acct = _account(nik)
-    failures = store.incr(f"fail:{acct}", WINDOW)
-    if failures >= s.login_max_failures:
-        store.put(f"lock:{acct}", {"at": int(time.time())}, s.login_lockout_seconds)
-        store.delete(f"fail:{acct}")
-        return Throttle(locked_for=s.login_lockout_seconds)
-    if failures > FREE_ATTEMPTS:
-        delay = min(2 ** (failures - FREE_ATTEMPTS), 30)
-        store.put(f"wait:{acct}", {}, delay)
-        return Throttle(wait_for=delay)
-    return Throttle()
+@dataclass
+class Attempt:
+    """One password or code check, counted as a failure before it runs and forgiven on success.
+
+    Counting first closes the race in which many requests sent at once all pass ``check`` before
+    any failure is recorded: each takes a number, and only the first ``login_max_failures`` in a
+    window get their password or code checked at all.
+    """
+
+    nik: str
+    number: int                       # this attempt's place among the window's failures
+    throttle: Throttle                # blocked: refuse without checking anything
+
+    @property
+    def blocked(self) -> bool:
+        return self.throttle.blocked
+
+    def failed(self) -> Throttle:
+        """The check failed: after a few failures make the next wait (2, 4, 8... s), then lock."""
+        s = current_app.config["IDP"]
+        store = get_store()
+        acct = _account(self.nik)
+        if self.number >= s.login_max_failures:
+            store.put(f"lock:{acct}", {"at": int(time.time())}, s.login_lockout_seconds)
+            store.delete(f"fail:{acct}")
+            return Throttle(locked_for=s.login_lockout_seconds)
+        if self.number > FREE_ATTEMPTS:
+            delay = _delay(self.number)
+            store.put(f"wait:{acct}", {}, delay)
+            return Throttle(wait_for=delay)
+        return Throttle()
+
+    def succeeded(self) -> None:
+        record_success(self.nik)
+
+
+def _delay(failures: int) -> int:
+    return min(2 ** (failures - FREE_ATTEMPTS), 30)
+
+
+def begin(nik: str) -> Attempt:
+    """Reserve an attempt for ``nik`` before its password or code is checked."""
+    throttle = check(nik)
+    if throttle.blocked:
+        return Attempt(nik, 0, throttle)
+    number = get_store().incr(f"fail:{_account(nik)}", WINDOW)
+    if number > current_app.config["IDP"].login_max_failures:
+        # Requests still in flight hold every attempt allowed; one of them locks the account.
+        return Attempt(nik, number, Throttle(wait_for=_delay(number)))
+    return Attempt(nik, number, Throttle())
 
 
 def record_success(nik: str) -> None:

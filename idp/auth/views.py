@@ -114,9 +114,9 @@ def login() -> Any:
         form.nik.errors = [NIK_PROBLEMS[e.reason]]
         return render_template("auth/login.html", form=form, interaction=interaction), 400
 
-    throttle = lockout.check(nik.value)
-    if throttle.blocked:
-        return _throttled(form, interaction, throttle)
+    attempt = lockout.begin(nik.value)
+    if attempt.blocked:
+        return _throttled(form, interaction, attempt.throttle)
 
     citizen = get_session().scalar(select(Citizen).where(Citizen.nik == nik.value))
     password = form.password.data or ""
@@ -126,7 +126,7 @@ def login() -> Any:
     else:
         ok = passwords.verify_password(citizen.password_hash, password)
     if not ok:
-        throttle = lockout.record_failure(nik.value)
+        throttle = attempt.failed()
         audit.append("login_failed", actor="anonymous",
                      citizen_id=citizen.id if citizen else None, reason="password")
         if throttle.locked_for and citizen is not None:
@@ -139,7 +139,7 @@ def login() -> Any:
                                error=_("The NIK or the password is not correct.")), 401
 
     assert citizen is not None
-    lockout.record_success(nik.value)
+    attempt.succeeded()
     if passwords.needs_rehash(citizen.password_hash):
         citizen.password_hash = passwords.hash_password(password)
         get_session().commit()

@@ -172,10 +172,10 @@ def _locked_response(ctx: StepUp, citizen: Citizen, throttle: lockout.Throttle) 
                                    seconds=throttle.wait_for))
 
 
-def _failure(ctx: StepUp, citizen: Citizen, factor: str) -> lockout.Throttle:
+def _failure(ctx: StepUp, citizen: Citizen, factor: str, attempt: lockout.Attempt) -> lockout.Throttle:
     """Count a wrong second factor toward the account lockout; on lockout the session ends too,
     so guessing codes never leads to a session (a password alone does not get to keep trying)."""
-    throttle = lockout.record_failure(citizen.nik)
+    throttle = attempt.failed()
     audit.append("mfa_failed", actor=f"citizen:{citizen.id}", citizen_id=citizen.id,
                  client_id=ctx.interaction.client_id if ctx.interaction else None, factor=factor)
     if throttle.locked_for:
@@ -187,13 +187,13 @@ def _failure(ctx: StepUp, citizen: Citizen, factor: str) -> lockout.Throttle:
     return throttle
 
 
-def _success(ctx: StepUp, citizen: Citizen, factor: str, device_type: str = "single_device",
-             user_verified: bool = False) -> str:
+def _success(ctx: StepUp, citizen: Citizen, factor: str, attempt: lockout.Attempt,
+             device_type: str = "single_device", user_verified: bool = False) -> str:
     level = factors.level_for(citizen, factor, user_verified)
     amr = factors.amr_for(factor, device_type)
     for method in amr:
         sso.add_factor(g.sso, method, level)
-    lockout.record_success(citizen.nik)
+    attempt.succeeded()
     audit.append("mfa_step_up", actor=f"citizen:{citizen.id}", citizen_id=citizen.id,
                  client_id=ctx.interaction.client_id if ctx.interaction else None,
                  factor=factor, amr=amr, acr=g.sso.acr)
@@ -211,9 +211,9 @@ def step_up_verify() -> Any:
     if not form.validate_on_submit() or factor not in factors.usable(
             get_session(), citizen, ctx.required, ctx.allowed) or factor == "passkey":
         return _render_step_up(ctx, citizen, factor, error=_("Enter the code."), status=400)
-    throttle = lockout.check(citizen.nik)
-    if throttle.blocked:
-        return _locked_response(ctx, citizen, throttle)
+    attempt = lockout.begin(citizen.nik)
+    if attempt.blocked:
+        return _locked_response(ctx, citizen, attempt.throttle)
     db = get_session()
     code = form.code.data or ""
     if factor == "totp":
@@ -225,13 +225,13 @@ def step_up_verify() -> Any:
     # End the database transaction before the store is written: on SQLite both share one file.
     if not ok:
         db.rollback()
-        throttle = _failure(ctx, citizen, factor)
+        throttle = _failure(ctx, citizen, factor, attempt)
         if throttle.blocked:
             return _locked_response(ctx, citizen, throttle)
         return _render_step_up(ctx, citizen, factor, status=401,
                                error=_("That code is not correct or was already used."))
     db.commit()
-    target = _success(ctx, citizen, factor)
+    target = _success(ctx, citizen, factor, attempt)
     if factor == "recovery":
         left = factors.enrolment(db, citizen).recovery_codes_left
         audit.append("recovery_code_used", actor=f"citizen:{citizen.id}", citizen_id=citizen.id,
@@ -300,21 +300,21 @@ def step_up_passkey_verify() -> Any:
     citizen = current_citizen()
     if citizen is None:
         return jsonify(error="login_required"), 401
-    throttle = lockout.check(citizen.nik)
-    if throttle.blocked:
+    attempt = lockout.begin(citizen.nik)
+    if attempt.blocked:
         return jsonify(error="locked", redirect=ctx.url()), 429
     db = get_session()
     try:
         passkey = passkeys.authenticate(db, citizen, g.sso.sid, passkeys.parse_json(request.get_data()))
     except passkeys.PasskeyRejected:
         db.rollback()
-        throttle = _failure(ctx, citizen, "passkey")
+        throttle = _failure(ctx, citizen, "passkey", attempt)
         return jsonify(error="passkey_rejected",
                        message=_("The passkey could not be verified. Try again or choose another "
                                  "way."), redirect=ctx.url() if throttle.locked_for else None), 401
     device_type = passkey.device_type
     db.commit()
-    target = _success(ctx, citizen, "passkey", device_type, user_verified=True)
+    target = _success(ctx, citizen, "passkey", attempt, device_type, user_verified=True)
     return jsonify(redirect=target)
 
 
@@ -382,21 +382,22 @@ def totp_enrol() -> Any:
     error = None
     if request.method == "POST" and existing is not None:
         if form.validate_on_submit():
-            throttle = lockout.check(citizen.nik)
-            if throttle.blocked:
+            attempt = lockout.begin(citizen.nik)
+            if attempt.blocked:
                 error = _("Please wait %(seconds)d seconds before trying again.",
-                          seconds=max(throttle.wait_for, throttle.locked_for))
+                          seconds=max(attempt.throttle.wait_for, attempt.throttle.locked_for))
             elif totp.confirm(db, existing, form.code.data or ""):
                 _changed(citizen, "mfa_totp_added",
                          _l("SatuID: an authenticator app was added"),
                          _l("An authenticator app was added to your SatuID account. If this was "
                             "not you, contact the SatuID helpdesk at once."))
+                attempt.succeeded()
                 flash(_("Your authenticator app is set up."), "success")
                 target = interactions.safe_next(request.args.get("next"))
                 return redirect(url_for("mfa.security", next=target) if target
                                 else url_for("mfa.security"))
             else:
-                lockout.record_failure(citizen.nik)
+                attempt.failed()
                 error = _("That code is not correct. Check the time on your phone and try the "
                           "newest code.")
         secret = totp.secret_of(existing)
