@@ -259,3 +259,67 @@ def test_authorize_accepts_a_form_post_and_ui_locales_choose_the_language(app, c
     assert response.status_code == 302 and "/login?interaction=" in response.headers["Location"]
     page = client.get(response.headers["Location"]).get_data(as_text=True)
     assert "Log in to SatuID" in page and "Portal portal-test" in page
+
+
+MALFORMED = [
+    ({"max_age": "\u00b2"}, "invalid_request"),          # a digit to str.isdigit, not to int()
+    ({"max_age": "9" * 40}, "invalid_request"),
+    ({"prompt": "none login"}, "invalid_request"),
+    ({"response_mode": "fragment"}, "invalid_request"),
+    ({"response_mode": "form_post"}, "invalid_request"),
+    ({"claims": json.dumps({"id_token": {"acr": {"essential": True, "values": "urn:x"}}})},
+     "invalid_request"),
+    ({"claims": json.dumps({"id_token": {"email": {"essential": "yes"}}})}, "invalid_request"),
+    ({"claims": "[" * 5000 + "]" * 5000}, "invalid_request"),
+    ({"claims": '{"id_token":' * 3000 + "{}" + "}" * 3000}, "invalid_request"),
+    ({"request": "eyJhbGciOiJub25lIn0.e30."}, "request_not_supported"),
+]
+
+
+def test_malformed_parameters_are_returned_as_errors_not_500s(app, client, factory, auth) -> None:
+    citizen = factory.citizen()
+    portal = _portal(app, client)
+    auth.login(citizen.nik, citizen.password)
+    for extra, error in MALFORMED:
+        response = client.get(portal.authorize_url(**extra))
+        assert response.status_code == 302, extra
+        result = query(response.headers["Location"])
+        assert result["error"] == error and result["state"] == portal.last["state"], extra
+        # The same request pushed is refused at the push, as JSON (RFC 9126 §2.3).
+        params = {k: v for k, v in portal.last.items() if k != "verifier"}
+        pushed = portal.post("/par", params)
+        assert pushed.status_code == 400 and pushed.get_json()["error"] == error, extra
+
+
+def test_request_uri_needs_the_client_id_it_was_pushed_by(app, client, factory) -> None:
+    portal = _portal(app, client)
+    portal.authorize_url("openid profile")
+    params = {k: v for k, v in portal.last.items() if k != "verifier"}
+    request_uri = portal.post("/par", params).get_json()["request_uri"]
+    assert client.get(f"/authorize?request_uri={request_uri}").status_code == 400
+    other = _portal(app, client, client_id="another-portal")
+    assert client.get(f"/authorize?client_id={other.client_id}&request_uri={request_uri}"
+                      ).status_code == 400
+
+
+def test_a_sub_asked_for_by_value_answers_only_for_that_citizen(app, client, factory, auth) -> None:
+    """OIDC Core §5.5.1: never an ID token for another citizen than the requested sub."""
+    siti, budi = factory.citizen(), factory.citizen()
+    portal = _portal(app, client)
+    first = portal.sign_in(siti.nik, siti.password)
+    siti_sub = _verify(client, portal.token(first["code"]).get_json()["id_token"],
+                       portal.client_id)["sub"]
+    wanted = json.dumps({"id_token": {"sub": {"value": siti_sub}}})
+    # Siti's own session: answered silently.
+    assert "code" in query(client.get(portal.authorize_url(prompt="none", claims=wanted))
+                           .headers["Location"])
+    # Budi at the same browser: prompt=none fails; otherwise the login page is shown, and if
+    # Budi logs in again the portal still gets no code for him.
+    auth.logout()
+    auth.login(budi.nik, budi.password)
+    none = query(client.get(portal.authorize_url(prompt="none", claims=wanted)).headers["Location"])
+    assert none["error"] == "login_required"
+    response = client.get(portal.authorize_url(claims=wanted))
+    assert "/login?" in response.headers["Location"]
+    result = query(portal.follow(response, budi.nik, budi.password))
+    assert result["error"] == "login_required" and "code" not in result

@@ -47,6 +47,9 @@ class SsoSession:
     user_agent: str = ""              # shown to the citizen on their sessions page
     ip: str = ""
     key: str = ""                     # store key (hash of the cookie secret); not persisted twice
+    # Changes with every login, re-authentication and step-up: a request can tell the citizen
+    # proved something after it arrived even within the same second of auth_time.
+    auth_event: str = ""
 
     @property
     def age(self) -> int:
@@ -97,7 +100,7 @@ def start(citizen_id: str, amr: list[str], acr: int) -> SsoSession:
         auth_time=now, amr=list(amr), acr=acr, created_at=now, last_seen=now,
         factor_times={m: now for m in amr},
         user_agent=request.headers.get("User-Agent", "")[:200], ip=request.remote_addr or "",
-        key=_key(secret),
+        key=_key(secret), auth_event=secrets.token_urlsafe(8),
     )
     if old is not None:
         get_store().delete(old.key)  # the old cookie stops working; the sid and its portals stay
@@ -115,6 +118,7 @@ def add_factor(sso: SsoSession, method: str, acr: int) -> None:
     sso.factor_times[method] = now
     sso.acr = max(sso.acr, acr)
     sso.auth_time = now
+    sso.auth_event = secrets.token_urlsafe(8)
     _save(sso)
 
 
@@ -123,6 +127,7 @@ def reauthenticated(sso: SsoSession, method: str) -> None:
     now = int(time.time())
     sso.factor_times[method] = now
     sso.auth_time = now
+    sso.auth_event = secrets.token_urlsafe(8)
     _save(sso)
 
 

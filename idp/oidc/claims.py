@@ -33,12 +33,18 @@ class InvalidClaimsRequest(ValueError):
     """The ``claims`` parameter is not a JSON object of the form §5.5 describes."""
 
 
+MAX_CLAIMS_PARAMETER = 4096  # bytes; a real request names a few dozen claims at most
+
+
 def parse_claims_request(raw: str | None) -> dict[str, dict[str, Any]]:
+    """Parse and check the ``claims`` parameter; every member has the shape §5.5.1 gives."""
     if not raw:
         return {}
+    if len(raw) > MAX_CLAIMS_PARAMETER:
+        raise InvalidClaimsRequest("claims is too long")
     try:
         value = json.loads(raw)
-    except ValueError as e:
+    except (ValueError, RecursionError) as e:
         raise InvalidClaimsRequest("claims is not JSON") from e
     if not isinstance(value, dict):
         raise InvalidClaimsRequest("claims is not a JSON object")
@@ -49,8 +55,22 @@ def parse_claims_request(raw: str | None) -> dict[str, dict[str, Any]]:
             continue
         if not isinstance(part, dict) or not all(v is None or isinstance(v, dict) for v in part.values()):
             raise InvalidClaimsRequest(f"claims.{member} is not an object of claim requests")
+        for name, request in part.items():
+            if request and not _well_formed(request):
+                raise InvalidClaimsRequest(f"claims.{member}.{name} is not a valid claim request")
         out[member] = {k: (v or {}) for k, v in part.items()}
     return out
+
+
+def _well_formed(request: dict[str, Any]) -> bool:
+    """§5.5.1: ``essential`` is a boolean, ``value`` a single value, ``values`` an array of them."""
+    scalar = (str, int, float, bool)
+    if "essential" in request and not isinstance(request["essential"], bool):
+        return False
+    if "value" in request and not isinstance(request["value"], scalar):
+        return False
+    values = request.get("values")
+    return values is None or (isinstance(values, list) and all(isinstance(v, scalar) for v in values))
 
 
 def essential_acr(claims_request: dict[str, dict[str, Any]]) -> list[str] | None:

@@ -12,6 +12,7 @@ from typing import Any
 
 from authlib.oauth2.rfc6749 import InvalidRequestError, OAuth2Error
 
+from idp.oidc import params as request_params
 from idp.oidc.grants import AUTH_METHODS
 from idp.oidc.server import SatuIDServer
 from idp.store import get_store
@@ -36,16 +37,22 @@ def push(server: SatuIDServer, form: dict[str, str]) -> tuple[int, dict[str, Any
     except OAuth2Error as error:
         error.redirect_uri = None  # answered here as JSON, never by redirect (§2.3)
         raise
+    try:
+        request_params.check(params)
+    except request_params.AuthorizationFailure as failure:
+        error = InvalidRequestError(failure.description or failure.error)
+        error.error = failure.error
+        raise error from failure
     handle = secrets.token_urlsafe(32)
     get_store().put(f"par:{handle}", {"client_id": client.client_id, "params": params}, LIFETIME)
     return 201, {"request_uri": REQUEST_URI_PREFIX + handle, "expires_in": LIFETIME}
 
 
-def take(request_uri: str, client_id: str | None) -> dict[str, str] | None:
+def take(request_uri: str, client_id: str) -> dict[str, str] | None:
     """The pushed parameters for a request_uri, once; None when unknown, expired or another client's."""
     if not request_uri.startswith(REQUEST_URI_PREFIX) or len(request_uri) > 200:
         return None
     entry = get_store().take("par:" + request_uri[len(REQUEST_URI_PREFIX):])
-    if entry is None or (client_id and entry["client_id"] != client_id):
+    if entry is None or entry["client_id"] != client_id:
         return None
     return entry["params"]

@@ -36,15 +36,14 @@ from idp.db import get_session
 from idp.errors import page
 from idp.oidc import claims as claimsmod
 from idp.oidc import keys, logout, par, tokens
+from idp.oidc import params as request_params
 from idp.oidc.discovery import provider_metadata
 from idp.oidc.pairwise import pairwise_subject
+from idp.oidc.params import AuthorizationFailure
 from idp.oidc.server import create_server, get_server
 from idp.store import get_store
 
 bp = Blueprint("oidc", __name__)
-
-PROMPTS = {"none", "login", "consent", "select_account"}
-
 
 def init_app(app: Flask) -> None:
     create_server(app)
@@ -62,15 +61,6 @@ def init_app(app: Flask) -> None:
 
 
 # ---- authorization endpoint ----------------------------------------------------------------------
-
-class AuthorizationFailure(Exception):
-    """An error to send back to the portal's (already validated) redirect_uri."""
-
-    def __init__(self, error: str, description: str | None = None) -> None:
-        super().__init__(error)
-        self.error = error
-        self.description = description
-
 
 def _issuer() -> str:
     return current_app.config["IDP"].issuer
@@ -105,14 +95,16 @@ def authorize() -> Any:
         return _error_page()  # RFC 6749 §3.1: parameters MUST NOT repeat; nothing is trustworthy
     params = values.to_dict()
     if "request_uri" in params:
-        pushed = par.take(params["request_uri"], params.get("client_id"))
+        if not params.get("client_id"):
+            return _error_page()  # RFC 9126 §4: client_id comes with request_uri
+        pushed = par.take(params["request_uri"], params["client_id"])
         if pushed is None:
             return _error_page()
         params = pushed
     current = g.get("sso")
     # What the session looked like when the request arrived: a login during this request shows as
-    # a new session or a later auth_time (prompt=login and max_age are then satisfied).
-    before = {"sid": current.sid, "auth_time": current.auth_time} if current else None
+    # a new session or a new authentication event (prompt=login and max_age are then satisfied).
+    before = {"sid": current.sid, "auth_event": current.auth_event} if current else None
     return _process(secrets.token_urlsafe(24), {"params": params, "before": before})
 
 
@@ -146,18 +138,8 @@ def _process(rid: str, pending: dict[str, Any]) -> Any:
 def _decide(rid: str, pending: dict[str, Any], grant: Any) -> Any:
     params = pending["params"]
     client = grant.request.client
-    if "request" in params:
-        raise AuthorizationFailure("request_not_supported")
-    prompts = set(params.get("prompt", "").split())
-    if not prompts <= PROMPTS or ("none" in prompts and len(prompts) > 1):
-        raise AuthorizationFailure("invalid_request", "Invalid 'prompt' parameter.")
-    max_age = params.get("max_age")
-    if max_age is not None and not max_age.isdigit():
-        raise AuthorizationFailure("invalid_request", "Invalid 'max_age' parameter.")
-    try:
-        claims_request = claimsmod.parse_claims_request(params.get("claims"))
-    except claimsmod.InvalidClaimsRequest as e:
-        raise AuthorizationFailure("invalid_request", str(e)) from e
+    options = request_params.check(params)
+    prompts, max_age, claims_request = options.prompts, options.max_age, options.claims
     essential = claimsmod.essential_acr(claims_request)
     level = loa.required_level(params.get("acr_values"), essential, client.minimum_loa)
     if level is None:
@@ -173,10 +155,18 @@ def _decide(rid: str, pending: dict[str, Any], grant: Any) -> Any:
     sso = g.get("sso")
     before = pending["before"]
     fresh = sso is not None and (before is None or sso.sid != before["sid"]
-                                 or sso.auth_time > before["auth_time"])
+                                 or sso.auth_event != before.get("auth_event"))
     needs_login = sso is None or current_citizen() is None
     if not needs_login and not fresh:
-        needs_login = "login" in prompts or (max_age is not None and sso.age > int(max_age))
+        needs_login = "login" in prompts or (max_age is not None and sso.age > max_age)
+    wanted_sub = options.wanted_sub
+    if not needs_login and wanted_sub is not None \
+            and pairwise_subject(client, sso.citizen_id) != wanted_sub:
+        # OIDC Core §5.5.1: never answer for another citizen than the sub asked for.
+        if fresh:
+            raise AuthorizationFailure("login_required",
+                                       "The citizen who logged in is not the one requested.")
+        needs_login = True
     if needs_login:
         if "none" in prompts:
             raise AuthorizationFailure("login_required")
