@@ -106,7 +106,7 @@ def test_wrong_client_secret_is_refused(app, client, factory) -> None:
     portal, code = _signed_in(app, client, factory)
     portal.secret = "not-the-secret"
     response = portal.token(code)
-    assert response.status_code == 401 and response.get_json()["error"] == "invalid_client"
+    assert response.status_code == 400 and response.get_json()["error"] == "invalid_client"
 
 
 def test_refresh_tokens_rotate_and_reuse_revokes_the_family(app, client, factory) -> None:
@@ -213,3 +213,50 @@ def test_repeated_parameters_are_refused(app, client) -> None:
     portal = _portal(app, client)
     url = portal.authorize_url() + "&" + urlencode({"state": "again"})
     assert client.get(url).status_code == 400
+
+
+def _assertion(key, client_id: str, lifetime: int = 60, jti: str | None = None) -> str:  # type: ignore[no-untyped-def]
+    import secrets
+
+    from joserfc import jwt
+
+    now = int(time.time())
+    claims = {"iss": client_id, "sub": client_id, "aud": "http://127.0.0.1:5000/token",
+              "iat": now, "exp": now + lifetime, "jti": jti or secrets.token_urlsafe(12)}
+    return jwt.encode({"alg": "RS256"}, claims, key)
+
+
+def _pkjwt_introspect(client, client_id: str, assertion: str):  # type: ignore[no-untyped-def]
+    return client.post("/introspect", data={
+        "token": "nothing", "client_id": client_id,
+        "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+        "client_assertion": assertion})
+
+
+def test_private_key_jwt_assertions_are_single_use_and_short_lived(app, client) -> None:
+    from joserfc.jwk import RSAKey
+
+    key = RSAKey.generate_key(2048, private=True)
+    register_portal(app, client_id="portal-kunci", token_endpoint_auth_method="private_key_jwt",
+                    jwks={"keys": [key.as_dict(private=False)]})
+    assertion = _assertion(key, "portal-kunci")
+    assert _pkjwt_introspect(client, "portal-kunci", assertion).status_code == 200
+    replay = _pkjwt_introspect(client, "portal-kunci", assertion)
+    # RFC 6749 §5.2: 400 when the client did not use the Authorization header.
+    assert replay.status_code == 400 and replay.get_json()["error"] == "invalid_client"
+    # An assertion that would outlive the replay memory is refused outright.
+    long_lived = _assertion(key, "portal-kunci", lifetime=24 * 3600)
+    assert _pkjwt_introspect(client, "portal-kunci", long_lived).get_json()["error"] == "invalid_client"
+    # A very long jti is accepted once like any other (stored by hash, not as a key).
+    big = _assertion(key, "portal-kunci", jti="j" * 5000)
+    assert _pkjwt_introspect(client, "portal-kunci", big).status_code == 200
+
+
+def test_unreachable_jwks_uri_is_invalid_client_not_an_error_page(app, client) -> None:
+    from joserfc.jwk import RSAKey
+
+    key = RSAKey.generate_key(2048, private=True)
+    register_portal(app, client_id="portal-jauh", token_endpoint_auth_method="private_key_jwt",
+                    jwks_uri="http://127.0.0.1:9/jwks.json")
+    response = _pkjwt_introspect(client, "portal-jauh", _assertion(key, "portal-jauh"))
+    assert response.status_code == 400 and response.get_json()["error"] == "invalid_client"

@@ -176,12 +176,27 @@ def test_registry_record_contradicting_its_nik_is_refused(app: Flask, factory: F
     assert citizens(app) == 0
 
 
-def test_second_registration_of_the_same_nik_is_refused(app: Flask, factory: Factory,
-                                                       auth: AuthActions) -> None:
+def test_second_registration_of_the_same_nik_reveals_nothing_on_the_page(
+        app: Flask, factory: Factory, auth: AuthActions, resident) -> None:
+    """A registered NIK walks the same pages as a new one; only the contact's owner learns it has
+    an account, and the account's owner is told someone tried."""
     existing = factory.citizen(full_name="Budi Santoso", birth_date=dt.date(1985, 3, 9), sex="M")
-    resp = identity(auth, existing.nik, name="Budi Santoso", born="1985-03-09")
-    assert resp.status_code == 409
-    assert "one NIK, one account" in resp.get_data(as_text=True)
+    taken = identity(auth, existing.nik, name="Budi Santoso", born="1985-03-09")
+    fresh = identity(AuthActions(app.test_client()), resident.nik)
+    assert taken.status_code == fresh.status_code == 302
+    assert taken.headers["Location"] == fresh.headers["Location"]
+    resp = auth.form("/register/contact", {"email": "penyusup@example.id"})
+    assert resp.status_code == 302 and resp.headers["Location"].endswith("/register/verify")
+    [notice] = outbox_messages(app, "penyusup@example.id")
+    assert "already has an account" in notice  # in the registrant's language (English here)
+    assert existing.nik not in notice and existing.nik[-4:] in notice
+    assert not re.search(r"\b\d{6}\b", notice)  # no code to go on with
+    # The owner hears of it in their own language (Indonesian by default).
+    assert any("mencoba membuka akun SatuID baru" in body for body in outbox_messages(app, existing.email))
+    # Any code typed is wrong, as for a mistyped code; no second account ever appears.
+    for guess in ("000000", "123456"):
+        page = auth.form("/register/verify", {"code": guess, "action": "verify"})
+        assert page.status_code == 400 and "not correct" in page.get_data(as_text=True)
     assert citizens(app) == 1
 
 

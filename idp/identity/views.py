@@ -4,7 +4,8 @@ Three steps, as the issue asks: (1) NIK, full name and birth date, matched again
 (2) an email address or mobile number, proved with a 6-digit code sent through the outbox;
 (3) a password. The wizard's state lives server-side in the store, referenced from the signed Flask
 session; the browser never carries the verified NIK or contact. One NIK, one account: the unique
-constraint on ``citizen.nik`` decides.
+constraint on ``citizen.nik`` decides. A NIK that already has an account walks the same pages; the
+message that would carry the code says so instead, so only the contact's owner learns it.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import hashlib
 import hmac
 import secrets
 import time
+import uuid
 from typing import Any
 
 from flask import (
@@ -26,7 +28,7 @@ from flask import (
     session,
     url_for,
 )
-from flask_babel import get_locale
+from flask_babel import force_locale, get_locale
 from flask_babel import gettext as _
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -145,13 +147,16 @@ def register() -> Any:
         audit.append("registration_refused", actor="anonymous", reason="registry_disagrees_with_nik")
         return page(400, _("Your record in the population registry does not agree with your NIK. "
                            "Please visit your Dukcapil office to have it corrected."))
-    if get_session().scalar(select(Citizen.id).where(Citizen.nik == nik.value)) is not None:
-        return render_template("identity/register_exists.html", interaction=interaction), 409
+    # A NIK that already has an account goes on exactly like a new one: the answer only reaches
+    # whoever controls the contact given next (and the account's owner is told), so the page
+    # cannot be used to learn who has a SatuID account.
+    existing = get_session().scalar(select(Citizen.id).where(Citizen.nik == nik.value))
 
     token = secrets.token_urlsafe(24)
     _save(token, {"nik": nik.value, "full_name": resident.full_name,
                   "interaction": interaction.uid if interaction else "",
-                  "channel": "", "contact": "", "verified": False, "sends": 0})
+                  "channel": "", "contact": "", "verified": False, "sends": 0,
+                  "existing": str(existing) if existing is not None else ""})
     session["register"] = token
     return redirect(url_for("identity.register_contact"))
 
@@ -212,16 +217,46 @@ def _send_code(token: str, state: dict[str, Any]) -> str | None:
                                          "contact": state["contact"],
                                          "expires_at": time.time() + CODE_TTL}, CODE_TTL)
     db = get_session()
-    outbox.send(
-        db, channel=state["channel"], recipient=state["contact"],
-        subject=_("SatuID: your verification code"),
-        body=_("Your SatuID verification code is %(code)s. It is valid for 10 minutes. Never "
-               "share it: SatuID staff will never ask you for it.", code=code),
-    )
+    if state.get("existing"):
+        _tell_already_registered(state)
+    else:
+        outbox.send(
+            db, channel=state["channel"], recipient=state["contact"],
+            subject=_("SatuID: your verification code"),
+            body=_("Your SatuID verification code is %(code)s. It is valid for 10 minutes. Never "
+                   "share it: SatuID staff will never ask you for it.", code=code),
+        )
     db.commit()
     state["sends"] += 1
-    audit.append("registration_code_sent", actor="anonymous", channel=state["channel"])
+    if state.get("existing"):
+        audit.append("registration_refused", actor="anonymous", reason="already_registered",
+                     citizen_id=uuid.UUID(state["existing"]), channel=state["channel"])
+    else:
+        audit.append("registration_code_sent", actor="anonymous", channel=state["channel"])
     return None
+
+
+def _tell_already_registered(state: dict[str, Any]) -> None:
+    """Instead of a code: tell the contact the NIK has an account, and tell the account's owner
+    (once per attempt) that someone tried to register it again. The code stays unknown to anyone."""
+    db = get_session()
+    masked = "•" * 12 + state["nik"][-4:]
+    outbox.send(
+        db, channel=state["channel"], recipient=state["contact"],
+        subject=_("SatuID: this NIK already has an account"),
+        body=_("Someone, perhaps you, tried to register a SatuID account for NIK %(nik)s. That NIK "
+               "already has an account: one NIK, one account. Log in with it, or use \"Forgot your "
+               "password?\" on the login page. If this was not you, you can ignore this message.",
+               nik=masked),
+    )
+    citizen = db.get(Citizen, uuid.UUID(state["existing"]))
+    if citizen is not None and state["sends"] == 0:
+        with force_locale(citizen.locale):
+            outbox.notify_citizen(
+                db, citizen, _("SatuID: someone tried to register your NIK"),
+                _("Someone just tried to open a new SatuID account with your NIK. Your account is "
+                  "unchanged. If this was not you, contact the SatuID helpdesk."),
+            )
 
 
 @bp.route("/register/verify", methods=["GET", "POST"])

@@ -21,6 +21,7 @@ from idp.models import Client
 
 AUTH_METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt", "none")
 SECRET_METHODS = ("client_secret_basic", "client_secret_post")
+MAX_ASSERTION_LIFETIME = 600  # seconds a private_key_jwt assertion may still have to live
 
 
 class ClientError(ValueError):
@@ -111,7 +112,7 @@ class PrivateKeyJWT(JWTBearerClientAssertion):
     """``private_key_jwt`` client authentication (RFC 7523 §2.2, OIDC Core §9).
 
     The assertion's audience is the issuer or the token endpoint; each ``jti`` is accepted once
-    (kept in the store for the assertion's lifetime plus leeway).
+    (kept in the store for the assertion's lifetime plus leeway, hashed with the client id).
     """
 
     CLIENT_AUTH_METHOD = "private_key_jwt"
@@ -123,9 +124,17 @@ class PrivateKeyJWT(JWTBearerClientAssertion):
         return [issuer, issuer + "/token", issuer + request.path]
 
     def validate_jti(self, claims: dict[str, Any], jti: str) -> bool:
+        """Accept each assertion once. Its ``jti`` is remembered until the assertion expires, so an
+        assertion may not live longer than that memory (RFC 7523 §3: far-future ``exp`` refused)."""
+        import time
+
         from idp.store import get_store
 
-        return get_store().put_if_absent(f"client-jti:{claims['sub']}:{jti}", {}, 600)
+        remaining = int(claims.get("exp", 0)) - int(time.time())
+        if remaining > MAX_ASSERTION_LIFETIME:
+            return False
+        digest = hashlib.sha256(f"{claims['sub']}\x00{jti}".encode()).hexdigest()
+        return get_store().put_if_absent(f"client-jti:{digest}", {}, max(remaining, 0) + 60)
 
     def resolve_client_public_key(self, client: Client) -> KeySet:
         if client.jwks:
@@ -133,7 +142,11 @@ class PrivateKeyJWT(JWTBearerClientAssertion):
         if client.jwks_uri:
             import requests
 
-            response = requests.get(client.jwks_uri, timeout=3)
-            response.raise_for_status()
-            return KeySet.import_key_set(response.json())
+            try:
+                response = requests.get(client.jwks_uri, timeout=3)
+                response.raise_for_status()
+                return KeySet.import_key_set(response.json())
+            except (requests.RequestException, ValueError, KeyError, TypeError) as exc:
+                raise InvalidClientError(
+                    description="The client's keys could not be fetched from its jwks_uri.") from exc
         raise InvalidClientError(description="The client has no registered keys.")
