@@ -13,6 +13,7 @@ from tests.conftest import AuthActions, Factory, csrf_token, outbox_messages
 from tests.test_mfa_support import (
     audit_events,
     pending_authorization,
+    prove_by_email,
     sso_of,
     step_up_form,
     submit_code,
@@ -39,6 +40,7 @@ def test_recovery_code_works_once_and_notifies_the_citizen(
         app: Flask, client: FlaskClient, auth: AuthActions, factory: Factory) -> None:
     citizen = factory.citizen()
     auth.login(citizen.nik, citizen.password)
+    prove_by_email(app, client, citizen, "/account/security")
     page = client.get("/account/security").get_data(as_text=True)
     shown = client.post("/account/security/recovery-codes", data={"csrf_token": csrf_token(page)})
     codes = re.findall(r"<code>([A-Z0-9-]{19})</code>", shown.get_data(as_text=True))
@@ -67,6 +69,7 @@ def test_regenerated_recovery_codes_replace_the_old_ones(
         app: Flask, client: FlaskClient, auth: AuthActions, factory: Factory) -> None:
     citizen = factory.citizen()
     auth.login(citizen.nik, citizen.password)
+    prove_by_email(app, client, citizen, "/account/security")
     page = client.get("/account/security").get_data(as_text=True)
     first = re.findall(r"<code>([A-Z0-9-]{19})</code>",
                        client.post("/account/security/recovery-codes",

@@ -336,12 +336,11 @@ def _fresh_or_step_up(citizen: Citizen, back: str) -> Response | None:
 
 
 def _needs_fresh_for_adding(citizen: Citizen) -> bool:
-    """Adding a factor (or recovery codes) needs a fresh second factor once the citizen has an
-    authenticator or recovery codes: otherwise someone with only the password could add their own
-    next to the citizen's. The first authenticator needs the password session alone, as a citizen
-    without one has nothing else to prove; every addition is notified on the verified channels."""
-    e = factors.enrolment(get_session(), citizen)
-    return (e.has_authenticator or e.recovery_codes_left > 0) and not factors.second_factor_fresh(
+    """Adding a factor (or recovery codes) needs a second factor proved in the last few minutes,
+    the first authenticator included: a code to the verified email or phone counts. Otherwise a
+    stolen password alone could add the thief's authenticator and reach level 2 or 3 at portals.
+    Every addition is also notified on the verified channels."""
+    return bool(factors.usable(get_session(), citizen)) and not factors.second_factor_fresh(
         g.sso.factor_times)
 
 
