@@ -15,6 +15,7 @@ from tests.test_mfa_support import (
     code_at,
     enrol_totp,
     pending_authorization,
+    prove_by_email,
     relogin,
     sso_of,
     step_up_form,
@@ -172,3 +173,68 @@ def test_step_up_page_speaks_indonesian_by_default(
     html = step_up_form(client, f"interaction={pending_authorization(app).uid}")
     assert '<html lang="id">' in html
     assert "Pastikan bahwa ini Anda" in html and "Kirim kode" in html
+
+
+def _add_passkey_row(app: Flask, citizen_id, name: str = "Ponsel"):  # type: ignore[no-untyped-def]
+    """A stored credential as a registration leaves it (the ceremony itself runs in
+    test_passkey_browser.py with a virtual authenticator)."""
+    import os
+
+    from idp.models.mfa import Passkey
+
+    with app.app_context():
+        from idp.db import get_session
+
+        session = get_session()
+        row = Passkey(citizen_id=citizen_id, credential_id=os.urandom(32), public_key=os.urandom(77),
+                      sign_count=0, transports=["internal"], device_type="multi_device", name=name)
+        session.add(row)
+        session.commit()
+        return str(row.id)
+
+
+def _passkey_names(app: Flask, citizen_id) -> list[str]:  # type: ignore[no-untyped-def]
+    from sqlalchemy import select
+
+    from idp.models.mfa import Passkey
+
+    with app.app_context():
+        from idp.db import get_session
+
+        return list(get_session().scalars(select(Passkey.name).where(Passkey.citizen_id == citizen_id)))
+
+
+def test_passkeys_are_renamed_and_removed_only_by_their_owner(
+        app: Flask, client: FlaskClient, auth: AuthActions, factory: Factory) -> None:
+    citizen, other = factory.citizen(), factory.citizen()
+    mine = _add_passkey_row(app, citizen.id)
+    theirs = _add_passkey_row(app, other.id, "Milik orang lain")
+    auth.login(citizen.nik, citizen.password)
+    page = client.get("/account/security?lang=en").get_data(as_text=True)
+    assert "Ponsel" in page and "Milik orang lain" not in page
+    token = csrf_token(page)
+
+    r = client.post(f"/account/security/passkeys/{mine}/rename", data={"csrf_token": token,
+                                                                       "name": "Laptop kantor"})
+    assert r.status_code == 302 and _passkey_names(app, citizen.id) == ["Laptop kantor"]
+    too_long = client.post(f"/account/security/passkeys/{mine}/rename",
+                           data={"csrf_token": token, "name": "x" * 65})
+    assert too_long.status_code == 302 and _passkey_names(app, citizen.id) == ["Laptop kantor"]
+    for target in (theirs, "not-a-uuid"):
+        for action in ("rename", "remove"):
+            r = client.post(f"/account/security/passkeys/{target}/{action}",
+                            data={"csrf_token": token, "name": "dicuri"})
+            assert r.status_code == 404, (target, action)
+    assert _passkey_names(app, other.id) == ["Milik orang lain"]
+
+    # Removing needs a second factor proved just now; the password session alone is sent to step up.
+    r = client.post(f"/account/security/passkeys/{mine}/remove", data={"csrf_token": token})
+    assert r.status_code == 302 and r.headers["Location"].startswith("/login/step-up")
+    assert _passkey_names(app, citizen.id) == ["Laptop kantor"]
+    assert prove_by_email(app, client, citizen, "/account/security").status_code == 302
+    token = csrf_token(client.get("/account/security").get_data(as_text=True))
+    r = client.post(f"/account/security/passkeys/{mine}/remove", data={"csrf_token": token})
+    assert r.status_code == 302 and r.headers["Location"] == "/account/security"
+    assert _passkey_names(app, citizen.id) == []
+    assert {"mfa_passkey_renamed", "mfa_passkey_removed"} <= set(audit_events(app, citizen.id))
+    assert any("passkey" in body.lower() for body in outbox_messages(app, citizen.email))
