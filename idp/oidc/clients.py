@@ -21,7 +21,9 @@ from idp.models import Client
 
 AUTH_METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt", "none")
 SECRET_METHODS = ("client_secret_basic", "client_secret_post")
-MAX_ASSERTION_LIFETIME = 600  # seconds a private_key_jwt assertion may still have to live
+# Seconds a private_key_jwt assertion may still have to live: an hour (the default of common client
+# libraries, Authlib's among them) and a minute of clock skew. Its jti is remembered that long.
+MAX_ASSERTION_LIFETIME = 3660
 
 
 class ClientError(ValueError):
@@ -132,7 +134,8 @@ class PrivateKeyJWT(JWTBearerClientAssertion):
 
         remaining = int(claims.get("exp", 0)) - int(time.time())
         if remaining > MAX_ASSERTION_LIFETIME:
-            return False
+            raise InvalidClientError(description="The client assertion expires too far in the future "
+                                                 "(at most one hour).")
         digest = hashlib.sha256(f"{claims['sub']}\x00{jti}".encode()).hexdigest()
         return get_store().put_if_absent(f"client-jti:{digest}", {}, max(remaining, 0) + 60)
 
