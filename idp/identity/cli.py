@@ -75,11 +75,25 @@ def seed_bulk_residents(engine: Engine, count: int, *, progress: bool = True) ->
                        f"({time.monotonic() - started:.1f} s)", err=True)
 
 
-def seed_demo_people(session: Session) -> list[dict[str, Any]]:
-    """The named demo residents, and accounts for the demo citizens; their JSON lines."""
+def ensure_demo_citizen(session: Session, person: synthetic.DemoPerson) -> Citizen:
+    """The demo person's account, created (with a verified email) the first time only."""
     from idp import audit
     from idp.identity.passwords import hash_password
 
+    assert person.email and person.password
+    citizen = session.scalar(select(Citizen).where(Citizen.nik == person.nik))
+    if citizen is None:
+        citizen = Citizen(nik=person.nik, full_name=person.full_name, email=person.email,
+                          email_verified=True, password_hash=hash_password(person.password))
+        session.add(citizen)
+        session.commit()
+        audit.append("citizen_created", actor="operator:seed-demo", citizen_id=citizen.id,
+                     source="demo")
+    return citizen
+
+
+def seed_demo_people(session: Session) -> list[dict[str, Any]]:
+    """The named demo residents, and accounts for the demo citizens; their JSON lines."""
     engine = session.get_bind()
     assert isinstance(engine, Engine)
     people = synthetic.DEMO_CITIZENS + synthetic.DEMO_REGISTRANTS
@@ -87,15 +101,7 @@ def seed_demo_people(session: Session) -> list[dict[str, Any]]:
 
     lines: list[dict[str, Any]] = []
     for person in synthetic.DEMO_CITIZENS:
-        assert person.email and person.password
-        existing = session.scalar(select(Citizen.id).where(Citizen.nik == person.nik))
-        if existing is None:
-            citizen = Citizen(nik=person.nik, full_name=person.full_name, email=person.email,
-                              email_verified=True, password_hash=hash_password(person.password))
-            session.add(citizen)
-            session.commit()
-            audit.append("citizen_created", actor="operator:seed-demo", citizen_id=citizen.id,
-                         source="demo")
+        ensure_demo_citizen(session, person)
         lines.append({"nik": person.nik, "name": person.full_name, "password": person.password,
                       "email": person.email, "birth_date": person.birth_date.isoformat()})
     for person in synthetic.DEMO_REGISTRANTS:

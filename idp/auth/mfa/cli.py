@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
@@ -25,24 +24,14 @@ def seed_demo_totp(session: Session) -> list[dict[str, Any]]:
     """Create (once) the demo citizen and her confirmed authenticator; return her JSON line."""
     from idp import audit
     from idp.auth.mfa import totp
-    from idp.identity.cli import insert_residents
-    from idp.identity.passwords import hash_password
-    from idp.models import Citizen
+    from idp.identity.cli import ensure_demo_citizen, insert_residents
     from idp.models.base import utcnow
 
     person = DEMO_TOTP_CITIZEN
-    assert person.email and person.password
     engine = session.get_bind()
     assert isinstance(engine, Engine)
     insert_residents(engine, [person.resident_row()])
-    citizen = session.scalar(select(Citizen).where(Citizen.nik == person.nik))
-    if citizen is None:
-        citizen = Citizen(nik=person.nik, full_name=person.full_name, email=person.email,
-                          email_verified=True, password_hash=hash_password(person.password))
-        session.add(citizen)
-        session.commit()
-        audit.append("citizen_created", actor="operator:seed-demo", citizen_id=citizen.id,
-                     source="demo")
+    citizen = ensure_demo_citizen(session, person)
     if totp.authenticator_of(session, citizen) is None:
         totp.begin_enrolment(session, citizen, secret=DEMO_TOTP_SECRET)
         auth = totp.authenticator_of(session, citizen)
