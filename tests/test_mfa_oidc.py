@@ -82,3 +82,21 @@ def test_cancelled_step_up_reaches_the_portal_as_unmet_authentication_requiremen
                     data={"csrf_token": csrf_token(page)})
     callback = portal.follow(r)
     assert query(callback)["error"] == "unmet_authentication_requirements"
+
+
+def test_a_portal_accepting_only_authenticators_is_not_satisfied_by_an_earlier_email_code(
+        app: Flask, client: FlaskClient, auth: AuthActions, factory: Factory) -> None:
+    """Level 2 reached with an email code (for another portal, or to add an authenticator) does not
+    count for a portal that registered that it accepts only TOTP or passkeys."""
+    citizen = factory.citizen()
+    auth.login(citizen.nik, citizen.password)
+    secret = enrol_totp(app, client, citizen)  # proves the email first: the session is at level 2
+    strict = _portal(app, client, minimum_loa=2, accepted_factors=["totp", "passkey"])
+    response = client.get(strict.authorize_url("openid", prompt="none"))
+    assert query(response.headers["Location"])["error"] == "interaction_required"
+    step_up = _to_step_up(strict, citizen)
+    uid = query(step_up)["interaction"]
+    done = submit_code(client, f"interaction={uid}", "totp", code_at(secret))
+    params = query(strict.follow(done))
+    claims = _claims(strict.token(params["code"]).get_json()["id_token"])
+    assert claims["acr"] == LEVEL2 and {"otp", "mca"} <= set(claims["amr"])

@@ -98,7 +98,8 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         session.commit()
         data = request.payload.data
         pending = g.get("oidc_pending") or {}
-        acr = max(int(sso.acr), int(pending.get("acr_reached", 0)))
+        # The level /authorize judged for this portal (only its accepted factors count).
+        acr = int(pending.get("acr_reached", sso.acr))
         value = {
             "grant_id": str(grant.id), "client_id": client.client_id,
             "citizen_id": str(request.user.id), "redirect_uri": data.get("redirect_uri"),

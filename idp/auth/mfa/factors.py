@@ -105,6 +105,18 @@ def factor_of_amr(amr: str) -> str | None:
     return next((f for f, value in FACTOR_AMR.items() if value == amr), None)
 
 
+def level_reached(citizen: Citizen, amr: list[str], allowed: list[str] | None = None) -> int:
+    """The level a session with these ``amr`` values reaches counting only the ``allowed`` factors.
+
+    A portal that accepts only an authenticator for level 2 must not be given level 2 on the
+    strength of an email code proved earlier for another portal.
+    """
+    proved = {f for value in amr if (f := factor_of_amr(value)) is not None}
+    levels = [level_for(citizen, f, user_verified="user" in amr)
+              for f in proved if not allowed or f in allowed]
+    return max([1, *levels])
+
+
 def last_second_factor(factor_times: dict[str, int], allowed: list[str] | None = None) -> int | None:
     """When the session last proved a second factor (of the allowed kinds), or None."""
     times = [t for amr, t in factor_times.items()

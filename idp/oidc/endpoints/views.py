@@ -176,7 +176,14 @@ def _decide(rid: str, pending: dict[str, Any], grant: Any) -> Any:
     if interaction is not None and interaction.prompt == "mfa" \
             and request.args.get("abort") == "unmet_authentication_requirements":
         raise AuthorizationFailure("unmet_authentication_requirements")
-    if sso.acr < level:
+    citizen = current_citizen()
+    assert citizen is not None
+    reached = sso.acr
+    if client.accepted_factors:
+        from idp.auth.mfa.factors import level_reached
+
+        reached = min(sso.acr, level_reached(citizen, sso.amr, list(client.accepted_factors)))
+    if reached < level:
         if "none" in prompts:
             raise AuthorizationFailure("interaction_required")
         if "mfa.step_up" not in current_app.view_functions:
@@ -186,8 +193,6 @@ def _decide(rid: str, pending: dict[str, Any], grant: Any) -> Any:
                          allowed_factors=list(client.accepted_factors))
 
     # 5. consent
-    citizen = current_citizen()
-    assert citizen is not None
     scopes = grant.request.scope.split()
     wanted = claimsmod.requested_claims(scopes, claims_request)
     decision = None
@@ -207,7 +212,7 @@ def _decide(rid: str, pending: dict[str, Any], grant: Any) -> Any:
                          details={"citizen_id": str(citizen.id), "scopes": scopes, "claims": wanted})
 
     # 6. issue the code
-    g.oidc_pending = {"acr_reached": sso.acr}
+    g.oidc_pending = {"acr_reached": reached}
     response = get_server().create_authorization_response(request=grant.request, grant_user=citizen,
                                                            grant=grant)
     sso_sessions.add_client(sso, client.client_id)
