@@ -8,7 +8,6 @@ import pytest
 from joserfc import jwt
 from joserfc.jwk import KeySet
 from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
 
 from tests.oidc_rp import Portal, register_portal
 
@@ -77,7 +76,9 @@ def test_retired_keys_leave_the_jwks_after_the_longest_token_lifetime(app, clien
 
 
 def test_two_workers_creating_keys_at_once_leave_one_current_key(app) -> None:
-    """Two workers starting on an empty database both see no keys; the second's insert loses."""
+    """Two workers start on an empty database: both see no keys, one commits first, the other's
+    insert is refused and it goes on with the winner's keys."""
+    from sqlalchemy import event
     from sqlalchemy.orm import Session
 
     from idp.db import get_session
@@ -87,15 +88,56 @@ def test_two_workers_creating_keys_at_once_leave_one_current_key(app) -> None:
     with app.app_context():
         engine = get_session().get_bind()
         with Session(engine) as first, Session(engine) as second:
-            # Both looked before either wrote: each believes it must create the keys.
-            keys.new_key(first, "RS256", "current")
-            keys.new_key(second, "RS256", "current")
-            first.commit()
-            with pytest.raises(IntegrityError):  # the unique index on live keys refuses it
-                second.commit()
-        keys.ensure_keys(get_session())
-        live = get_session().scalars(select(SigningKey.state).where(SigningKey.alg == "RS256",
-                                                                     SigningKey.state != "retired"))
-        assert sorted(live) == ["current", "next"]
+            # The second worker has looked (no keys) and is about to commit when the first commits.
+            event.listen(second, "before_commit", lambda _s: keys.ensure_keys(first), once=True)
+            keys.ensure_keys(second)
+        with Session(engine) as check:
+            live = sorted(check.execute(select(SigningKey.alg, SigningKey.state)
+                                        .where(SigningKey.state != "retired")).all())
+        assert live == [("ES256", "current"), ("ES256", "next"), ("RS256", "current"), ("RS256", "next")]
+        assert keys.signing_key(get_session(), "RS256") is not None
         assert keys.rotate(get_session()) and sorted(_states(app).values()) == [
             "current", "next", "retired"]
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_migration_keeps_one_live_key_where_a_race_left_two(kind: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A database from before the unique index, holding the duplicate keys that race left."""
+    import sqlalchemy as sa
+    from alembic import command
+
+    from idp.cli import alembic_config
+    from tests.conftest import PG_URL, drop_pg_database, run_id, services_available
+
+    if kind == "sqlite":
+        url = f"sqlite:///{tmp_path / 'old.db'}"
+    else:
+        if not services_available():
+            pytest.skip("PostgreSQL is not reachable (CI requires it)")
+        name = f"satuid_migrate_{run_id()}"
+        admin = sa.create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        admin.dispose()
+        url = sa.engine.make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
+    try:
+        command.upgrade(alembic_config(url), "0003_mfa")
+        engine = sa.create_engine(url)
+        insert = sa.text("INSERT INTO oidc_signing_key (kid, alg, state, public_jwk, private_encrypted,"
+                         " created_at) VALUES (:kid, 'RS256', :state, '{}', 'x', :at)")
+        with engine.begin() as conn:
+            for kid, state in [("a", "current"), ("b", "current"), ("c", "next"), ("d", "next")]:
+                conn.execute(insert, {"kid": kid, "state": state,
+                                      "at": dt.datetime.now(dt.UTC)})
+        command.upgrade(alembic_config(url), "head")
+        with engine.connect() as conn:
+            states = dict(conn.execute(sa.text("SELECT kid, state FROM oidc_signing_key")).all())
+            retired_at = conn.execute(sa.text(
+                "SELECT retired_at FROM oidc_signing_key WHERE kid = 'a'")).scalar()
+        engine.dispose()
+        assert states == {"a": "retired", "b": "current", "c": "retired", "d": "next"}
+        assert retired_at is not None
+    finally:
+        if kind == "postgres":
+            drop_pg_database(url)

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from flask import current_app
 from joserfc.jwk import ECKey, KeySet, RSAKey
 from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from idp.models import SigningKey
@@ -68,7 +68,9 @@ def ensure_keys(session: Session) -> None:
     if created:
         try:
             session.commit()
-        except IntegrityError:  # another worker created them first (one live key per alg and state)
+        except (IntegrityError, OperationalError):
+            # Another worker created them first: PostgreSQL refuses ours by the unique index on live
+            # keys; SQLite refuses the write of a transaction that read before the other's commit.
             session.rollback()
 
 
