@@ -50,7 +50,7 @@ def test_withdrawal_is_recorded_and_revokes_the_portals_tokens(app, client, fact
         actions = list(session.scalars(select(ConsentRecord.action).order_by(ConsentRecord.id)))
         events = set(session.scalars(select(AuditEvent.event)))
     assert actions == ["granted", "withdrawn"]
-    assert {"consent_granted", "consent_withdrawn", "grant_revoked", "claims_released"} <= events
+    assert {"consent_granted", "consent_withdrawn", "grants_revoked", "claims_released"} <= events
 
 
 def test_consent_pages_need_login(client) -> None:

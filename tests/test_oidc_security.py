@@ -152,18 +152,51 @@ def test_narrowed_refresh_keeps_the_original_scope_on_the_new_refresh_token(app,
 
 
 def test_password_reset_revokes_every_grant_of_the_citizen(app, client, factory) -> None:
-    from idp.auth import session as sso
+    """Through the real pages: forgot password, the link from the outbox, a new password."""
+    from tests.conftest import AuthActions
+    from tests.test_login import reset_link
 
     citizen = factory.citizen()
     portal = _portal(app, client)
     code = portal.sign_in(citizen.nik, citizen.password,
                           scope="openid profile offline_access")["code"]
     tokens = portal.token(code).get_json()
-    with app.test_request_context():
-        sso.revoke_all_access(str(citizen.id), reason="password_reset")
+    anonymous = AuthActions(app.test_client())
+    anonymous.form("/password/forgot", {"nik": citizen.nik})
+    new_password = "mangga muda di halaman"
+    reset = anonymous.form(reset_link(app, citizen.email),
+                           {"password": new_password, "confirm": new_password})
+    assert reset.status_code == 302
     assert portal.refresh(tokens["refresh_token"]).get_json()["error"] == "invalid_grant"
     info = client.get("/userinfo", headers={"Authorization": f"Bearer {tokens['access_token']}"})
     assert info.status_code == 401
+
+
+def test_operator_ending_sessions_revokes_every_grant(app, client, factory) -> None:
+    citizen = factory.citizen()
+    portal = _portal(app, client)
+    code = portal.sign_in(citizen.nik, citizen.password,
+                          scope="openid profile offline_access")["code"]
+    tokens = portal.token(code).get_json()
+    result = app.test_cli_runner().invoke(args=["sessions", "end", citizen.nik])
+    assert result.exit_code == 0, result.output
+    assert portal.refresh(tokens["refresh_token"]).get_json()["error"] == "invalid_grant"
+
+
+def test_a_portal_no_longer_registered_for_offline_access_gets_no_new_refresh_token(
+        app, client, factory) -> None:
+    portal, code = _signed_in(app, client, factory, scope="openid profile offline_access")
+    first = portal.token(code).get_json()
+    from idp.db import get_session
+    from idp.models import Client
+
+    with app.app_context():
+        row = get_session().get(Client, portal.client_id)
+        row.scopes = [s for s in row.scopes if s != "offline_access"]
+        get_session().commit()
+    last = portal.refresh(first["refresh_token"]).get_json()
+    assert "access_token" in last and "refresh_token" not in last
+    assert "offline_access" not in last["scope"].split()
 
 
 def test_no_refresh_token_without_offline_access(app, client, factory) -> None:

@@ -176,9 +176,11 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
 
     def issue_token(self, user: Citizen, refresh_token: tokens.IssuedToken) -> dict[str, Any]:
         token = super().issue_token(user, refresh_token)
-        if "refresh_token" not in token:
+        kept = self.request.client.get_allowed_scope(refresh_token.get_scope())
+        if "refresh_token" not in token and "offline_access" in kept.split():
             # Narrowed without offline_access: the rotated refresh token keeps the original scope
             # (RFC 6749 §6), so the portal does not lose offline access by asking for less once.
+            # A portal no longer registered for offline_access gets no new refresh token.
             token["refresh_token"] = secrets.token_urlsafe(32)
         return token
 

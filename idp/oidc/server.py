@@ -56,7 +56,9 @@ class SatuIDServer(AuthorizationServer):
             row = request.refresh_token.row
             context = {"grant_id": row.grant_id, "claims_request": row.claims_request,
                        "auth_time": row.auth_time, "acr": row.acr, "amr": row.amr, "sid": row.sid,
-                       "refresh_scope": request.refresh_token.get_scope()}
+                       # Never wider than what the portal is still registered for.
+                       "refresh_scope": request.client.get_allowed_scope(
+                           request.refresh_token.get_scope())}
         tokens.save(token, context, request.client, request.user)
 
     def create_oauth2_request(self, request: Any) -> OAuth2Request:

@@ -126,15 +126,29 @@ def claim_refresh(row: Token) -> bool:
 
 def revoke_grants(citizen_id: uuid.UUID, client_id: str | None, reason: str) -> int:
     """Revoke every live grant of a citizen, for one portal (consent withdrawn) or all of them
-    (password reset, operator), with every access and refresh token issued from them."""
+    (password reset, operator), with every access and refresh token issued from them.
+
+    Bulk updates and one audit event: a citizen may have thousands of grants over the years.
+    """
     session = get_session()
-    query = select(Grant.id).where(Grant.citizen_id == citizen_id, Grant.revoked_at.is_(None))
+    now = utcnow()
+    grants = update(Grant).where(Grant.citizen_id == citizen_id, Grant.revoked_at.is_(None))
+    # Expired tokens are dead already; only live ones need marking (the grant covers the rest).
+    access = update(Token).where(Token.citizen_id == citizen_id, Token.access_revoked_at.is_(None),
+                                 Token.access_expires_at > now)
+    refresh = update(Token).where(Token.citizen_id == citizen_id, Token.refresh_hash.is_not(None),
+                                  Token.refresh_revoked_at.is_(None), Token.refresh_expires_at > now)
     if client_id is not None:
-        query = query.where(Grant.client_id == client_id)
-    ids = list(session.scalars(query))
-    for gid in ids:
-        revoke_grant(gid, reason)
-    return len(ids)
+        grants = grants.where(Grant.client_id == client_id)
+        access = access.where(Token.client_id == client_id)
+        refresh = refresh.where(Token.client_id == client_id)
+    count = session.execute(grants.values(revoked_at=now, revoked_reason=reason)).rowcount
+    session.execute(access.values(access_revoked_at=now))
+    session.execute(refresh.values(refresh_revoked_at=now))
+    session.commit()
+    audit.append("grants_revoked", citizen_id=citizen_id, client_id=client_id, count=count,
+                 reason=reason)
+    return count
 
 
 class IssuedToken(TokenMixin):
