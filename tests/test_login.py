@@ -130,6 +130,35 @@ def test_login_renews_the_session_secret(auth: AuthActions, client: FlaskClient,
     assert thief.get("/account").status_code == 302
 
 
+def test_an_old_cookie_caught_in_flight_by_a_new_login_does_not_come_back(
+        auth: AuthActions, client: FlaskClient, factory: Factory, app: Flask) -> None:
+    """A request that read the session just before a new login renewed its secret must not write
+    the old secret back when it refreshes the idle timer."""
+    from dataclasses import asdict
+
+    from idp.auth import session as sso
+
+    citizen = factory.citizen()
+    auth.login(citizen.nik, citizen.password)
+    old_secret = session_cookie(client)
+    with app.test_request_context():
+        [old] = sso.sessions_of(str(citizen.id))
+    token = csrf_token(client.get("/logout").get_data(as_text=True))
+    assert client.post("/login", data={"csrf_token": token, "nik": citizen.nik,
+                                       "password": citizen.password}).status_code == 302
+    store = app.extensions["idp.store"]
+    # The in-flight request's view of the old session, as it would save it.
+    stale = {k: v for k, v in asdict(old).items() if k != "key"}
+    stale["last_seen"] -= 60
+    store.put(old.key, stale, 600)
+    with app.test_request_context():
+        assert sso.load(old_secret) is None
+        assert store.get(old.key) is None
+        [current] = sso.sessions_of(str(citizen.id))
+        assert current.key != old.key
+    assert client.get("/account").status_code == 200
+
+
 def test_repeated_failures_delay_then_lock_without_revealing_registration(
         auth: AuthActions, client: FlaskClient, factory: Factory, app: Flask) -> None:
     citizen = factory.citizen()

@@ -170,12 +170,26 @@ def test_rp_logout_query_values_roundtrip(app, client, factory) -> None:
     assert query(info["post_logout"][0]) == {}
 
 
-def test_an_access_token_is_not_taken_as_id_token_hint(app, client, factory) -> None:
-    """Only an ID token from this session logs out without asking; an access token is no hint."""
+def test_only_an_id_token_is_taken_as_id_token_hint(app, client, factory) -> None:
+    """Only an ID token from this session logs out without asking. An access token is no hint, nor
+    a logout token, though it names this session's sid and carries iss and aud."""
+    from idp.db import get_session
+    from idp.models import Client
+    from idp.oidc.logout import logout_token
+
     portal, tokens, info = _sign_in(app, client, factory)
-    response = client.get("/end-session", query_string={
-        "id_token_hint": tokens["access_token"], "post_logout_redirect_uri": info["post_logout"][0]})
-    html = response.get_data(as_text=True)
-    assert response.status_code == 200 and 'value="logout"' in html
-    # The session is still there: the portal signs in again silently.
-    assert "code=" in client.get(portal.authorize_url(prompt="none")).headers["Location"]
+    id_claims = jwt.decode(tokens["id_token"], KeySet.import_key_set(client.get("/jwks").get_json()))
+    with app.test_request_context():
+        from idp.auth.session import by_sid
+
+        sso = by_sid(id_claims.claims["sid"])
+        assert sso is not None
+        session = get_session()
+        forged = logout_token(session, session.get(Client, portal.client_id), sso.citizen_id, sso.sid)
+    for hint in (tokens["access_token"], forged):
+        response = client.get("/end-session", query_string={
+            "id_token_hint": hint, "post_logout_redirect_uri": info["post_logout"][0]})
+        html = response.get_data(as_text=True)
+        assert response.status_code == 200 and 'value="logout"' in html
+        # The session is still there: the portal signs in again silently.
+        assert "code=" in client.get(portal.authorize_url(prompt="none")).headers["Location"]

@@ -270,8 +270,14 @@ MALFORMED = [
     ({"claims": json.dumps({"id_token": {"acr": {"essential": True, "values": "urn:x"}}})},
      "invalid_request"),
     ({"claims": json.dumps({"id_token": {"email": {"essential": "yes"}}})}, "invalid_request"),
-    ({"claims": "[" * 5000 + "]" * 5000}, "invalid_request"),
+    ({"claims": "[" * 5000 + "]" * 5000}, "invalid_request"),      # over the size limit
     ({"claims": '{"id_token":' * 3000 + "{}" + "}" * 3000}, "invalid_request"),
+    # Under the size limit, deep enough to exhaust the JSON parser's recursion...
+    ({"claims": '{"id_token":{"email":{"x":' + "[" * 1500 + "]" * 1500 + "}}}"}, "invalid_request"),
+    # ...or merely deeper than any claims request needs.
+    ({"claims": '{"id_token":{"email":{"x":[[[[1]]]]}}}'}, "invalid_request"),
+    ({"claims": '{"id_token":{"email":{"value":1e400}}}'}, "invalid_request"),   # infinity
+    ({"claims": '{"id_token":{"email":{"value":NaN}}}'}, "invalid_request"),
     ({"request": "eyJhbGciOiJub25lIn0.e30."}, "request_not_supported"),
 ]
 

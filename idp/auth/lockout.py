@@ -84,10 +84,16 @@ def begin(nik: str) -> Attempt:
     throttle = check(nik)
     if throttle.blocked:
         return Attempt(nik, 0, throttle)
-    number = get_store().incr(f"fail:{_account(nik)}", WINDOW)
-    if number > current_app.config["IDP"].login_max_failures:
-        # Requests still in flight hold every attempt allowed; one of them locks the account.
-        return Attempt(nik, number, Throttle(wait_for=_delay(number)))
+    s = current_app.config["IDP"]
+    store = get_store()
+    acct = _account(nik)
+    number = store.incr(f"fail:{acct}", WINDOW)
+    if number > s.login_max_failures:
+        # Every attempt allowed is taken by requests in flight or lost ones (a worker killed
+        # mid-check never reports): lock now rather than leave the account waiting on them.
+        if store.put_if_absent(f"lock:{acct}", {"at": int(time.time())}, s.login_lockout_seconds):
+            store.delete(f"fail:{acct}")
+        return Attempt(nik, number, Throttle(locked_for=max(1, store.ttl(f"lock:{acct}"))))
     return Attempt(nik, number, Throttle())
 
 

@@ -11,6 +11,7 @@ import hashlib
 import secrets
 import time
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from blinker import Namespace
 from flask import Flask, Response, current_app, g, request
@@ -138,16 +139,31 @@ def load(secret: str | None) -> SsoSession | None:
     data = get_store().get(key)
     if data is None:
         return None
-    sso = SsoSession(**data, key=key)
+    sso = _from_stored(data, key)
     s = current_app.config["IDP"]
     now = int(time.time())
     if now - sso.last_seen > s.session_idle_seconds or now - sso.created_at > s.session_absolute_seconds:
         end(sso, reason="expired")
         return None
     if now - sso.last_seen > 30:  # refresh the idle timer at most twice a minute
+        store = get_store()
+        ref = store.get(f"sso-sid:{sso.sid}")
+        if ref is None or ref["key"] != key:
+            # A login renewed the secret while this request still held the old one: the old
+            # cookie is over, and saving it would bring it back.
+            store.delete(key)
+            return None
         sso.last_seen = now
         _save(sso)
     return sso
+
+
+_FIELDS = set(SsoSession.__dataclass_fields__) - {"key"}
+
+
+def _from_stored(data: dict[str, Any], key: str) -> SsoSession:
+    # Fields a newer release added are ignored, so workers of two releases can share the store.
+    return SsoSession(**{k: v for k, v in data.items() if k in _FIELDS}, key=key)
 
 
 def add_client(sso: SsoSession, client_id: str) -> None:
@@ -185,7 +201,7 @@ def by_sid(sid: str) -> SsoSession | None:
     if ref is None:
         return None
     data = store.get(ref["key"])
-    return SsoSession(**data, key=ref["key"]) if data else None
+    return _from_stored(data, ref["key"]) if data else None
 
 
 def end_all(citizen_id: str, reason: str) -> int:

@@ -238,8 +238,16 @@ def _send_code(token: str, state: dict[str, Any]) -> str | None:
 
 def _tell_already_registered(state: dict[str, Any]) -> None:
     """Instead of a code: tell the contact the NIK has an account, and tell the account's owner
-    (once per attempt) that someone tried to register it again. The code stays unknown to anyone."""
+    (once a day at most) that someone tried to register it again. The code stays unknown to anyone.
+
+    Whoever controls the contact learns that the NIK has an account; to get this far they must
+    already know the NIK, full name and birth date that match the registry, and the sends are
+    rate-limited per registration and per recipient."""
     db = get_session()
+    # At most one notice to the owner a day: new attempts must not become a way to flood them.
+    # (Asked of the store before any database write: on SQLite both share one file.)
+    notify_owner = get_store().put_if_absent(f"register-again-notice:{state['existing']}", {},
+                                             24 * 3600)
     masked = "•" * 12 + state["nik"][-4:]
     outbox.send(
         db, channel=state["channel"], recipient=state["contact"],
@@ -250,7 +258,7 @@ def _tell_already_registered(state: dict[str, Any]) -> None:
                nik=masked),
     )
     citizen = db.get(Citizen, uuid.UUID(state["existing"]))
-    if citizen is not None and state["sends"] == 0:
+    if citizen is not None and notify_owner:
         with force_locale(citizen.locale):
             outbox.notify_citizen(
                 db, citizen, _("SatuID: someone tried to register your NIK"),

@@ -9,6 +9,7 @@ parameter asks for in ``id_token`` (§5.4: scope claims go to userinfo when an a
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -34,6 +35,22 @@ class InvalidClaimsRequest(ValueError):
 
 
 MAX_CLAIMS_PARAMETER = 4096  # bytes; a real request names a few dozen claims at most
+MAX_DEPTH = 6  # claims → id_token → claim → values → a value (5), and a level to spare
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")  # NaN and Infinity are not JSON (RFC 8259 §6)
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth of a parsed JSON value, without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        deepest = max(deepest, level)
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        stack.extend((child, level + 1) for child in children)
+    return deepest
 
 
 def parse_claims_request(raw: str | None) -> dict[str, dict[str, Any]]:
@@ -43,11 +60,14 @@ def parse_claims_request(raw: str | None) -> dict[str, dict[str, Any]]:
     if len(raw) > MAX_CLAIMS_PARAMETER:
         raise InvalidClaimsRequest("claims is too long")
     try:
-        value = json.loads(raw)
+        value = json.loads(raw, parse_constant=_refuse_constant)
     except (ValueError, RecursionError) as e:
         raise InvalidClaimsRequest("claims is not JSON") from e
     if not isinstance(value, dict):
         raise InvalidClaimsRequest("claims is not a JSON object")
+    if _depth(value) > MAX_DEPTH:
+        # The request is stored with the code and tokens: nothing deeper than §5.5 needs.
+        raise InvalidClaimsRequest("claims is nested too deeply")
     out: dict[str, dict[str, Any]] = {}
     for member in ("id_token", "userinfo"):
         part = value.get(member)
@@ -64,13 +84,16 @@ def parse_claims_request(raw: str | None) -> dict[str, dict[str, Any]]:
 
 def _well_formed(request: dict[str, Any]) -> bool:
     """§5.5.1: ``essential`` is a boolean, ``value`` a single value, ``values`` an array of them."""
-    scalar = (str, int, float, bool)
+    def scalar(v: Any) -> bool:
+        # 1e400 parses to infinity, which PostgreSQL's JSON refuses when the request is stored.
+        return isinstance(v, (str, int, bool)) or (isinstance(v, float) and math.isfinite(v))
+
     if "essential" in request and not isinstance(request["essential"], bool):
         return False
-    if "value" in request and not isinstance(request["value"], scalar):
+    if "value" in request and not scalar(request["value"]):
         return False
     values = request.get("values")
-    return values is None or (isinstance(values, list) and all(isinstance(v, scalar) for v in values))
+    return values is None or (isinstance(values, list) and all(scalar(v) for v in values))
 
 
 def essential_acr(claims_request: dict[str, dict[str, Any]]) -> list[str] | None:

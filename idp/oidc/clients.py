@@ -13,6 +13,7 @@ from typing import Any
 
 from authlib.oauth2.rfc6749 import InvalidClientError
 from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
+from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -149,7 +150,7 @@ class PrivateKeyJWT(JWTBearerClientAssertion):
                 response = requests.get(client.jwks_uri, timeout=3)
                 response.raise_for_status()
                 return KeySet.import_key_set(response.json())
-            except (requests.RequestException, ValueError, KeyError, TypeError) as exc:
+            except (requests.RequestException, JoseError, ValueError, KeyError, TypeError) as exc:
                 raise InvalidClientError(
                     description="The client's keys could not be fetched from its jwks_uri.") from exc
         raise InvalidClientError(description="The client has no registered keys.")

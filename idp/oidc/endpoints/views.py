@@ -155,7 +155,7 @@ def _decide(rid: str, pending: dict[str, Any], grant: Any) -> Any:
     sso = g.get("sso")
     before = pending["before"]
     fresh = sso is not None and (before is None or sso.sid != before["sid"]
-                                 or sso.auth_event != before.get("auth_event"))
+                                 or sso.auth_event != before.get("auth_event", ""))
     needs_login = sso is None or current_citizen() is None
     if not needs_login and not fresh:
         needs_login = "login" in prompts or (max_age is not None and sso.age > max_age)
