@@ -78,14 +78,18 @@ def migrate(url: str) -> None:
 
 def create_pg_database(name: str) -> str:
     """A database of our own (per worker and purpose) on the shared server, migrated fresh."""
+    url = create_empty_pg_database(name)
+    migrate(url)
+    return url
+
+
+def create_empty_pg_database(name: str) -> str:
     admin = sa.create_engine(PG_URL, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
     admin.dispose()
-    url = sa.engine.make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
-    migrate(url)
-    return url
+    return sa.engine.make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
 
 
 @pytest.fixture(scope="session")

@@ -107,20 +107,19 @@ def test_migration_keeps_one_live_key_where_a_race_left_two(kind: str, tmp_path)
     from alembic import command
 
     from idp.cli import alembic_config
-    from tests.conftest import PG_URL, drop_pg_database, run_id, services_available
+    from tests.conftest import (
+        create_empty_pg_database,
+        drop_pg_database,
+        run_id,
+        services_available,
+    )
 
     if kind == "sqlite":
         url = f"sqlite:///{tmp_path / 'old.db'}"
     else:
         if not services_available():
             pytest.skip("PostgreSQL is not reachable (CI requires it)")
-        name = f"satuid_migrate_{run_id()}"
-        admin = sa.create_engine(PG_URL, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-        admin.dispose()
-        url = sa.engine.make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
+        url = create_empty_pg_database(f"satuid_migrate_{run_id()}")
     try:
         command.upgrade(alembic_config(url), "0003_mfa")
         engine = sa.create_engine(url)
