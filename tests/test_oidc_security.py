@@ -151,16 +151,21 @@ def test_narrowed_refresh_keeps_the_original_scope_on_the_new_refresh_token(app,
     assert set(again["scope"].split()) == {"openid", "profile", "offline_access"}
 
 
+def _offline_tokens(app, client, factory):  # type: ignore[no-untyped-def]
+    """A citizen signed in at a portal that holds an access and a refresh token for them."""
+    citizen = factory.citizen()
+    portal = _portal(app, client)
+    code = portal.sign_in(citizen.nik, citizen.password,
+                          scope="openid profile offline_access")["code"]
+    return citizen, portal, portal.token(code).get_json()
+
+
 def test_password_reset_revokes_every_grant_of_the_citizen(app, client, factory) -> None:
     """Through the real pages: forgot password, the link from the outbox, a new password."""
     from tests.conftest import AuthActions
     from tests.test_login import reset_link
 
-    citizen = factory.citizen()
-    portal = _portal(app, client)
-    code = portal.sign_in(citizen.nik, citizen.password,
-                          scope="openid profile offline_access")["code"]
-    tokens = portal.token(code).get_json()
+    citizen, portal, tokens = _offline_tokens(app, client, factory)
     anonymous = AuthActions(app.test_client())
     anonymous.form("/password/forgot", {"nik": citizen.nik})
     new_password = "mangga muda di halaman"
@@ -173,11 +178,7 @@ def test_password_reset_revokes_every_grant_of_the_citizen(app, client, factory)
 
 
 def test_operator_ending_sessions_revokes_every_grant(app, client, factory) -> None:
-    citizen = factory.citizen()
-    portal = _portal(app, client)
-    code = portal.sign_in(citizen.nik, citizen.password,
-                          scope="openid profile offline_access")["code"]
-    tokens = portal.token(code).get_json()
+    citizen, portal, tokens = _offline_tokens(app, client, factory)
     result = app.test_cli_runner().invoke(args=["sessions", "end", citizen.nik])
     assert result.exit_code == 0, result.output
     assert portal.refresh(tokens["refresh_token"]).get_json()["error"] == "invalid_grant"
