@@ -1,5 +1,8 @@
 """Append-only, hash-chained audit log.
 
+An event joins the unit of work that caused it and is written when that work commits: a request
+that fails leaves no audit row of what it did not do.
+
 Each row's ``hash`` is SHA-256 over its predecessor's hash and the row's own canonical content, so
 changing, deleting or reordering a row breaks every link after it; ``flask audit verify`` finds the
 first broken one. Rows never carry a password, code, token or secret: callers pass names and ids only,
@@ -14,16 +17,18 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from flask import current_app, has_request_context, request
-from sqlalchemy import select, text
+from flask import has_request_context, request
+from sqlalchemy import event, select, text
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
 
+from idp.db import get_session
 from idp.models.audit import AuditEvent
 from idp.models.base import utcnow
 
 GENESIS = "0" * 64
 _CHAIN_LOCK = 0x5A7D_A0D1  # PostgreSQL advisory lock id for appending to the chain
+_PENDING = "audit_pending"  # key of the unit of work's events in Session.info
 _FORBIDDEN_KEYS = {"password", "code", "secret", "token", "otp", "client_secret", "refresh_token"}
 
 
@@ -60,48 +65,50 @@ def append(
     actor: str = "system",
     citizen_id: uuid.UUID | str | None = None,
     client_id: str | None = None,
-    engine: Engine | None = None,
+    session: Session | None = None,
     **details: Any,
 ) -> None:
-    """Write one audit row in its own transaction, so it stays even if the request fails later."""
+    """Record an event in the unit of work: it is written, linked to the chain, when the work
+    commits, and never when the work is thrown away (nothing half-written)."""
     leaked = _FORBIDDEN_KEYS.intersection(k.lower() for k in details)
     if leaked:
         raise ValueError(f"audit details may not carry secrets: {sorted(leaked)}")
-    engine = engine or current_app.extensions["idp.engine"]
-    ip = client_ip()
-    for _attempt in range(20):
-        with engine.begin() as conn:
-            if conn.dialect.name == "postgresql":
-                # Writers queue on a transaction lock instead of racing for the tail and retrying.
-                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _CHAIN_LOCK})
-            tail = conn.execute(
-                select(AuditEvent.hash).order_by(AuditEvent.id.desc()).limit(1)
-            ).scalar()
-            prev = tail or GENESIS
-            row = AuditEvent(
-                at=utcnow().replace(microsecond=(utcnow().microsecond // 1000) * 1000),
-                event=event,
-                actor=actor,
-                citizen_id=str(citizen_id) if citizen_id else None,
-                client_id=client_id,
-                ip=ip,
-                details=details,
-                prev_hash=prev,
-            )
-            row.hash = row_hash(prev, row)
-            try:
-                conn.execute(
-                    AuditEvent.__table__.insert().values(
-                        at=row.at, event=row.event, actor=row.actor, citizen_id=row.citizen_id,
-                        client_id=row.client_id, ip=row.ip, details=row.details,
-                        prev_hash=row.prev_hash, hash=row.hash,
-                    )
-                )
-                return
-            except IntegrityError:
-                # Another writer linked to the same tail first; read the new tail and try again.
-                continue
-    raise RuntimeError("audit log: could not append after 20 attempts")
+    now = utcnow()
+    row = {
+        "at": now.replace(microsecond=(now.microsecond // 1000) * 1000),
+        "event": event, "actor": actor, "citizen_id": str(citizen_id) if citizen_id else None,
+        "client_id": client_id, "ip": client_ip(), "details": details,
+    }
+    (session or get_session()).info.setdefault(_PENDING, []).append(row)
+
+
+def write_pending(session: Session) -> None:
+    """``before_commit``: link the unit of work's events to the chain's tail and insert them.
+
+    The tail is read under a lock held only until this commit: PostgreSQL's transaction-scoped
+    advisory lock, or on SQLite the database's write lock, taken first by a no-op write.
+    """
+    rows: list[dict[str, Any]] = session.info.pop(_PENDING, [])
+    if not rows:
+        return
+    conn = session.connection()
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _CHAIN_LOCK})
+    else:
+        conn.execute(text("UPDATE audit_event SET id = id WHERE 0 = 1"))
+    prev = conn.execute(select(AuditEvent.hash).order_by(AuditEvent.id.desc()).limit(1)).scalar()
+    prev = prev or GENESIS
+    values = []
+    for row in rows:
+        event = AuditEvent(**row, prev_hash=prev)
+        event.hash = row_hash(prev, event)
+        values.append({**row, "prev_hash": prev, "hash": event.hash})
+        prev = event.hash
+    conn.execute(AuditEvent.__table__.insert(), values)
+
+
+def init_app(maker: sessionmaker[Session]) -> None:
+    event.listen(maker, "before_commit", write_pending)
 
 
 @dataclass
@@ -114,8 +121,6 @@ class VerifyResult:
 
 def verify(engine: Engine) -> VerifyResult:
     """Walk the chain in id order; report the first row whose link or content does not match."""
-    from sqlalchemy.orm import Session
-
     prev = GENESIS
     checked = 0
     with Session(engine) as session:

@@ -1,12 +1,23 @@
-"""Operator commands (``flask --app wsgi ...``), gathered from the modules they operate on."""
+"""Operator commands for the infrastructure: schema migrations, the audit log, short-lived state.
+
+The parts' own commands (``seed-demo``, ``clients``, ``keys``, ``sessions``...) live next to what they
+operate on; the composition root lists them all.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import click
+from alembic import command
+from alembic.config import Config
 from flask import Flask, current_app
 from flask.cli import AppGroup
+
+from idp.audit import verify
+from idp.db import get_engine, unit_of_work
+from idp.store import DatabaseStore, get_store
 
 db_cli = AppGroup("db", help="Database schema (Alembic migrations).")
 audit_cli = AppGroup("audit", help="The hash-chained audit log.")
@@ -15,9 +26,7 @@ store_cli = AppGroup("store", help="Short-lived state.")
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
 
-def alembic_config(url: str):  # type: ignore[no-untyped-def]
-    from alembic.config import Config
-
+def alembic_config(url: str) -> Config:
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
@@ -28,8 +37,6 @@ def alembic_config(url: str):  # type: ignore[no-untyped-def]
 @click.argument("revision", default="head")
 def db_upgrade(revision: str) -> None:
     """Apply migrations up to REVISION (default: head)."""
-    from alembic import command
-
     command.upgrade(alembic_config(current_app.config["IDP"].database_url), revision)
     click.echo(f"database at {revision}")
 
@@ -39,8 +46,6 @@ def db_upgrade(revision: str) -> None:
 @click.option("--autogenerate/--empty", default=True)
 def db_revision(message: str, autogenerate: bool) -> None:
     """Write a new migration (developers)."""
-    from alembic import command
-
     command.revision(
         alembic_config(current_app.config["IDP"].database_url), message=message,
         autogenerate=autogenerate,
@@ -50,9 +55,7 @@ def db_revision(message: str, autogenerate: bool) -> None:
 @audit_cli.command("verify")
 def audit_verify() -> None:
     """Check the audit log's hash chain; print "ok" or the first broken row."""
-    from idp.audit import verify
-
-    result = verify(current_app.extensions["idp.engine"])
+    result = verify(get_engine())
     if result.ok:
         click.echo(f"ok ({result.checked} rows)")
         return
@@ -63,28 +66,16 @@ def audit_verify() -> None:
 @store_cli.command("purge")
 def store_purge() -> None:
     """Delete expired short-lived state (database backend; Redis expires keys itself)."""
-    from idp.store import DatabaseStore
-
-    store = current_app.extensions["idp.store"]
+    store = get_store()
     if isinstance(store, DatabaseStore):
-        click.echo(f"purged {store.purge()} rows")
+        with unit_of_work():
+            purged = store.purge()
+        click.echo(f"purged {purged} rows")
     else:
         click.echo("redis expires keys itself")
 
 
-COMMAND_MODULES = [
-    "idp.identity.cli",  # seed-demo
-    "idp.auth.cli",      # sessions end
-    "idp.oidc.cli",      # clients, keys, logout deliver
-]
-
-
-def init_app(app: Flask) -> None:
-    from importlib import import_module
-
-    for group in (db_cli, audit_cli, store_cli):
+def init_app(app: Flask, commands: Sequence[click.Command]) -> None:
+    """Register the infrastructure's command groups and the parts' ``commands``."""
+    for group in (db_cli, audit_cli, store_cli, *commands):
         app.cli.add_command(group)
-    for name in COMMAND_MODULES:
-        module = import_module(name)
-        for command in module.COMMANDS:
-            app.cli.add_command(command)

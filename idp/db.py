@@ -1,21 +1,25 @@
-"""Database engine and the per-request session.
+"""Database engine and the unit of work.
 
-One engine per app; one SQLAlchemy session per request (or CLI command), closed in
-``teardown_appcontext`` as in Flask's tutorial.
+One engine per app; one SQLAlchemy session per request, CLI command or background job. Domain
+functions add and change rows but never commit: a request commits once, after its view returned
+(``after_request``), and an error handler discards the work instead (``discard``), so a request
+that fails half-way leaves nothing half-written. Commands and jobs use ``unit_of_work``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
-from flask import Flask, current_app, g
+from flask import Flask, Response, current_app, g, has_app_context
 from sqlalchemy import create_engine, event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 
 def make_engine(url: str) -> Engine:
-    kwargs: dict[str, Any] = {"future": True}
+    kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):
         # Several gunicorn workers share the file: wait for the lock instead of failing.
         kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
@@ -37,25 +41,79 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
-def init_app(app: Flask) -> None:
+def init_app(app: Flask) -> sessionmaker[Session]:
     engine = make_engine(app.config["IDP"].database_url)
+    maker = sessionmaker(engine, expire_on_commit=False)
     app.extensions["idp.engine"] = engine
-    app.extensions["idp.sessionmaker"] = sessionmaker(engine, expire_on_commit=False)
+    app.extensions["idp.sessionmaker"] = maker
+    app.after_request(_commit_request)
     app.teardown_appcontext(close_session)
+    return maker
 
 
 def get_session() -> Session:
-    """The request's database session, opened on first use."""
+    """The unit of work of this request, command or job, opened on first use."""
     if "db_session" not in g:
         g.db_session = current_app.extensions["idp.sessionmaker"]()
-    return g.db_session
+    session: Session = g.db_session
+    return session
+
+
+def current_connection() -> Connection | None:
+    """The connection of the unit of work in progress, if it has begun one.
+
+    The database store joins it: on the embedded default SQLite lets one writer at a time hold the
+    file, and a second connection of the same request would wait for a lock its own request holds.
+    Before the work has touched the database, the store commits its writes at once, as Redis does.
+    """
+    if not has_app_context():
+        return None
+    session: Session | None = g.get("db_session")
+    if session is None or not session.in_transaction():
+        return None
+    return session.connection()
+
+
+def _commit_request(response: Response) -> Response:
+    session: Session | None = g.get("db_session")
+    if session is not None:
+        try:
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+    return response
+
+
+def discard() -> None:
+    """Throw away the current unit of work (an error is being answered instead)."""
+    session: Session | None = g.get("db_session") if has_app_context() else None
+    if session is not None:
+        session.rollback()
 
 
 def close_session(_exc: BaseException | None = None) -> None:
-    session = g.pop("db_session", None)
+    session: Session | None = g.pop("db_session", None)
     if session is not None:
         session.close()
 
 
+@contextmanager
+def unit_of_work() -> Iterator[Session]:
+    """For a CLI command or a background job: commit once at the end, roll back on error."""
+    session = get_session()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+
+
+def engine_of(app: Flask) -> Engine:
+    engine: Engine = app.extensions["idp.engine"]
+    return engine
+
+
 def get_engine() -> Engine:
-    return current_app.extensions["idp.engine"]
+    return engine_of(current_app)

@@ -1,4 +1,8 @@
-"""One place that turns errors into responses: a translated page for people, JSON for APIs."""
+"""One place that turns errors into responses: a translated page for people, JSON for APIs.
+
+An error answer discards the request's unit of work: nothing the request did before it failed is
+committed.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,8 @@ from flask import Flask, Response, jsonify, render_template, request
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
+
+from idp import db
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +32,7 @@ def page(status: int, title: str, message: str) -> tuple[str, int]:
 def init_app(app: Flask) -> None:
     @app.errorhandler(CSRFError)
     def _csrf(_e: CSRFError) -> tuple[str, int]:
+        db.discard()
         return page(
             400,
             _("This form has expired"),
@@ -34,6 +41,7 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def _http(e: HTTPException) -> Response | tuple[str, int]:
+        db.discard()  # a request answered with an error changes nothing
         if _wants_json():
             name = "invalid_request" if e.code == 400 else (e.name or "error").lower().replace(" ", "_")
             resp = jsonify(error=name, error_description=e.description or "")
@@ -63,6 +71,7 @@ def init_app(app: Flask) -> None:
     def _unexpected(e: Exception) -> Response | tuple[str, int]:
         if isinstance(e, HTTPException):
             return _http(e)
+        db.discard()
         log.exception("unhandled error on %s %s", request.method, request.path)
         if _wants_json():
             resp = jsonify(error="server_error", error_description="internal error")

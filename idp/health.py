@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, jsonify
+import hmac
+
+from flask import Blueprint, Response, abort, current_app, jsonify, request
 from sqlalchemy import func, select, text
 
 from idp.db import get_engine, get_session
+from idp.models import AuditEvent, Citizen, OutboxMessage
 from idp.store import get_store
 
 bp = Blueprint("health", __name__)
@@ -32,12 +35,6 @@ def healthz() -> tuple[Response, int]:
 @bp.get("/metrics")
 def metrics() -> Response:
     """Gauges and counters for Prometheus; behind a bearer token when IDP_METRICS_TOKEN is set."""
-    import hmac
-
-    from flask import abort, current_app, request
-
-    from idp.models import AuditEvent, Citizen, OutboxMessage
-
     token = current_app.config["IDP"].metrics_token
     if token:
         given = request.headers.get("Authorization", "").removeprefix("Bearer ")

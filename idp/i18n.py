@@ -1,7 +1,7 @@
 """Bahasa Indonesia (default) and English, via Flask-Babel.
 
 The choice comes from ``?lang=`` (remembered in the UI cookie), then the remembered choice, then the
-pending authorization's ``ui_locales``, then Indonesian.
+pending authorization's ``ui_locales`` (``prefer``), then Indonesian.
 """
 
 from __future__ import annotations
@@ -11,6 +11,12 @@ from flask_babel import Babel
 
 LOCALES = ("id", "en")
 DEFAULT_LOCALE = "id"
+_PREFERRED = "i18n_ui_locales"  # this request's ui_locales (OIDC Core §3.1.2.1), set by ``prefer``
+
+
+def prefer(ui_locales: str) -> None:
+    """Speak one of these languages in this request (space-separated tags, preferred first)."""
+    setattr(g, _PREFERRED, ui_locales)
 
 
 def select_locale() -> str:
@@ -21,7 +27,7 @@ def select_locale() -> str:
     remembered = session.get("lang")
     if remembered in LOCALES:
         return remembered
-    for tag in (getattr(g, "ui_locales", None) or "").split():
+    for tag in (g.get(_PREFERRED) or "").split():
         base = tag.split("-")[0].lower()
         if base in LOCALES:
             return base

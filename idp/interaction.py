@@ -1,52 +1,53 @@
 """Interactions: an authorization request waiting for the citizen (login, second factor, consent).
 
 As in node-oidc-provider, the protocol core only decides that a prompt is needed, saves what the
-pages need under a random id and sends the browser to them; the page finishes by redirecting to
-``resume``, where ``/authorize`` picks the request up again. Protocol code never renders a form and
-the pages never parse OAuth parameters.
+pages need under a random id and sends the browser to them. A page finishes the same way for every
+prompt (``finish``, node-oidc-provider's ``interactionFinished``): it writes its outcome into the
+record and redirects to ``resume``, where ``/authorize`` reads the outcome and picks the request up
+again. Protocol code never renders a form and the pages never parse OAuth parameters.
 """
 
 from __future__ import annotations
 
 import secrets
-from dataclasses import asdict, dataclass, field
+from typing import Any
 from urllib.parse import urlsplit
 
-from idp.store import get_store
+from idp import i18n, state
+from idp.state import Interaction
 
-TTL = 30 * 60  # long enough to register an account in the middle of a login
-
-
-@dataclass
-class Interaction:
-    uid: str
-    resume: str                      # local path that continues the authorization
-    client_id: str = ""
-    client_name: str = ""
-    prompt: str = "login"            # "login", "mfa" or "consent"
-    login_hint: str = ""
-    ui_locales: str = ""
-    required_acr: int = 1            # level of assurance the portal needs (1, 2, 3)
-    allowed_factors: list[str] = field(default_factory=list)  # empty: any second factor
-    details: dict = field(default_factory=dict)  # prompt-specific data (e.g. scopes for consent)
+__all__ = ["Interaction", "create", "finish", "load", "safe_next", "save", "use"]
 
 
-def create(**kwargs: object) -> Interaction:
-    uid = secrets.token_urlsafe(24)
-    interaction = Interaction(uid=uid, **kwargs)  # type: ignore[arg-type]
+def create(**fields: Any) -> Interaction:
+    interaction = Interaction(uid=secrets.token_urlsafe(24), **fields)
     save(interaction)
     return interaction
 
 
 def save(interaction: Interaction) -> None:
-    get_store().put(f"interaction:{interaction.uid}", asdict(interaction), TTL)
+    state.interactions.put(interaction, interaction.uid)
 
 
 def load(uid: str | None) -> Interaction | None:
     if not uid or len(uid) > 64:
         return None
-    data = get_store().get(f"interaction:{uid}")
-    return Interaction(**data) if data else None
+    return state.interactions.get(uid)
+
+
+def use(uid: str | None) -> Interaction | None:
+    """Load the interaction a page was sent with and speak the language the portal asked for."""
+    interaction = load(uid)
+    if interaction is not None and interaction.ui_locales:
+        i18n.prefer(interaction.ui_locales)
+    return interaction
+
+
+def finish(interaction: Interaction, **result: Any) -> str:
+    """Record what the page decided and return where the browser goes to resume the request."""
+    interaction.result.update(result)
+    save(interaction)
+    return interaction.resume
 
 
 def safe_next(target: str | None) -> str | None:

@@ -11,12 +11,15 @@ import json
 import math
 import random
 import time
-from typing import Any, Protocol
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, Protocol, cast
 
 import redis
-from sqlalchemy import delete, select
+from flask import current_app
+from sqlalchemy import case, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from idp.models.store import StoreEntry, StoreSetMember
 
@@ -94,11 +97,27 @@ class RedisStore:
 
 
 class DatabaseStore:
-    """Short-lived state in the SQL database, each call in its own short transaction."""
+    """Short-lived state in the SQL database.
 
-    def __init__(self, engine: Engine) -> None:
+    Inside a unit of work (a request, a command) every call joins its transaction: on SQLite a
+    second connection would wait for the file lock the request already holds. Outside one, each
+    call is its own short transaction.
+    """
+
+    def __init__(self, engine: Engine,
+                 unit_of_work: Callable[[], Connection | None] = lambda: None) -> None:
         self.engine = engine
+        self._unit_of_work = unit_of_work
         self._insert = (sqlite.insert if engine.dialect.name == "sqlite" else postgresql.insert)
+
+    @contextmanager
+    def _begin(self) -> Iterator[Connection]:
+        shared = self._unit_of_work()
+        if shared is not None:
+            yield shared
+            return
+        with self.engine.begin() as conn:
+            yield conn
 
     def _maybe_purge(self) -> None:
         # Expired rows are invisible to readers; delete them now and then so the tables stay small.
@@ -107,7 +126,7 @@ class DatabaseStore:
 
     def purge(self) -> int:
         now = time.time()
-        with self.engine.begin() as conn:
+        with self._begin() as conn:
             n = conn.execute(delete(StoreEntry).where(StoreEntry.expires_at < now)).rowcount
             n += conn.execute(delete(StoreSetMember).where(StoreSetMember.expires_at < now)).rowcount
         return n
@@ -119,7 +138,7 @@ class DatabaseStore:
             index_elements=[StoreEntry.key],
             set_={"value": stmt.excluded.value, "counter": 0, "expires_at": stmt.excluded.expires_at},
         )
-        with self.engine.begin() as conn:
+        with self._begin() as conn:
             conn.execute(stmt)
         self._maybe_purge()
 
@@ -133,11 +152,11 @@ class DatabaseStore:
             set_={"value": stmt.excluded.value, "expires_at": stmt.excluded.expires_at},
             where=StoreEntry.expires_at < now,
         ).returning(StoreEntry.key)
-        with self.engine.begin() as conn:
+        with self._begin() as conn:
             return conn.execute(stmt).first() is not None
 
     def get(self, key: str) -> dict[str, Any] | None:
-        with self.engine.connect() as conn:
+        with self._begin() as conn:
             raw = conn.execute(
                 select(StoreEntry.value).where(
                     StoreEntry.key == key, StoreEntry.expires_at >= time.time()
@@ -151,22 +170,20 @@ class DatabaseStore:
             .where(StoreEntry.key == key)
             .returning(StoreEntry.value, StoreEntry.expires_at)
         )
-        with self.engine.begin() as conn:
+        with self._begin() as conn:
             row = conn.execute(stmt).first()
         if row is None or row.expires_at < time.time() or row.value is None:
             return None
         return json.loads(row.value)
 
     def delete(self, key: str) -> None:
-        with self.engine.begin() as conn:
+        with self._begin() as conn:
             conn.execute(delete(StoreEntry).where(StoreEntry.key == key))
 
     def incr(self, key: str, ttl: int) -> int:
         now = time.time()
         stmt = self._insert(StoreEntry).values(key=key, value=None, counter=1, expires_at=now + ttl)
         expired = StoreEntry.expires_at < now
-        from sqlalchemy import case
-
         stmt = stmt.on_conflict_do_update(
             index_elements=[StoreEntry.key],
             set_={
@@ -174,11 +191,11 @@ class DatabaseStore:
                 "expires_at": case((expired, now + ttl), else_=StoreEntry.expires_at),
             },
         ).returning(StoreEntry.counter)
-        with self.engine.begin() as conn:
+        with self._begin() as conn:
             return int(conn.execute(stmt).scalar_one())
 
     def ttl(self, key: str) -> int:
-        with self.engine.connect() as conn:
+        with self._begin() as conn:
             exp = conn.execute(select(StoreEntry.expires_at).where(StoreEntry.key == key)).scalar()
         return max(0, math.ceil(exp - time.time())) if exp is not None else 0
 
@@ -189,11 +206,11 @@ class DatabaseStore:
             index_elements=[StoreSetMember.key, StoreSetMember.member],
             set_={"expires_at": stmt.excluded.expires_at},
         )
-        with self.engine.begin() as conn:
+        with self._begin() as conn:
             conn.execute(stmt)
 
     def remove_member(self, key: str, member: str) -> None:
-        with self.engine.begin() as conn:
+        with self._begin() as conn:
             conn.execute(
                 delete(StoreSetMember).where(
                     StoreSetMember.key == key, StoreSetMember.member == member
@@ -201,7 +218,7 @@ class DatabaseStore:
             )
 
     def members(self, key: str) -> set[str]:
-        with self.engine.connect() as conn:
+        with self._begin() as conn:
             rows = conn.execute(
                 select(StoreSetMember.member).where(
                     StoreSetMember.key == key, StoreSetMember.expires_at >= time.time()
@@ -210,16 +227,15 @@ class DatabaseStore:
             return set(rows)
 
     def ping(self) -> bool:
-        with self.engine.connect() as conn:
+        with self._begin() as conn:
             conn.execute(select(1))
         return True
 
 
-def make_store(redis_url: str | None, engine: Engine, prefix: str = "satuid:") -> Store:
-    return RedisStore(redis_url, prefix) if redis_url else DatabaseStore(engine)
+def make_store(redis_url: str | None, engine: Engine, prefix: str = "satuid:",
+               unit_of_work: Callable[[], Connection | None] = lambda: None) -> Store:
+    return RedisStore(redis_url, prefix) if redis_url else DatabaseStore(engine, unit_of_work)
 
 
 def get_store() -> Store:
-    from flask import current_app
-
-    return current_app.extensions["idp.store"]
+    return cast(Store, current_app.extensions["idp.store"])

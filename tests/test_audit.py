@@ -7,11 +7,12 @@ from flask import Flask
 from sqlalchemy import select, update
 
 from idp import audit
+from idp.db import unit_of_work
 from idp.models import AuditEvent
 
 
 def write_events(app: Flask, n: int) -> None:
-    with app.app_context():
+    with app.app_context(), unit_of_work():
         for i in range(n):
             audit.append("login", actor="citizen:x", citizen_id=None, attempt=i)
 
@@ -50,7 +51,8 @@ def test_concurrent_appends_keep_one_unbroken_chain(app: Flask) -> None:
     import threading
 
     def writer() -> None:
-        write_events(app, 10)
+        for _ in range(10):  # ten units of work, each linking to the tail at its commit
+            write_events(app, 1)
 
     threads = [threading.Thread(target=writer) for _ in range(4)]
     for t in threads:

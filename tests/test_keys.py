@@ -76,9 +76,10 @@ def test_retired_keys_leave_the_jwks_after_the_longest_token_lifetime(app, clien
 
 
 def test_two_workers_creating_keys_at_once_leave_one_current_key(app) -> None:
-    """Two workers start on an empty database: both see no keys, one commits first, the other's
-    insert is refused and it goes on with the winner's keys."""
-    from sqlalchemy import event
+    """Workers start together on an empty database: each finds no keys; they queue on a lock, the
+    first creates the keys and the others find them."""
+    import threading
+
     from sqlalchemy.orm import Session
 
     from idp.db import get_session
@@ -87,17 +88,25 @@ def test_two_workers_creating_keys_at_once_leave_one_current_key(app) -> None:
 
     with app.app_context():
         engine = get_session().get_bind()
-        with Session(engine) as first, Session(engine) as second:
-            # The second worker has looked (no keys) and is about to commit when the first commits.
-            event.listen(second, "before_commit", lambda _s: keys.ensure_keys(first), once=True)
-            keys.ensure_keys(second)
+
+        def worker() -> None:
+            with app.app_context(), Session(engine) as session:
+                keys.ensure_keys(session)
+                session.commit()
+
+        threads = [threading.Thread(target=worker) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
         with Session(engine) as check:
             live = sorted(check.execute(select(SigningKey.alg, SigningKey.state)
                                         .where(SigningKey.state != "retired")).all())
         assert live == [("ES256", "current"), ("ES256", "next"), ("RS256", "current"), ("RS256", "next")]
         assert keys.signing_key(get_session(), "RS256") is not None
-        assert keys.rotate(get_session()) and sorted(_states(app).values()) == [
-            "current", "next", "retired"]
+        assert keys.rotate(get_session())
+        get_session().commit()
+        assert sorted(_states(app).values()) == ["current", "next", "retired"]
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgres"])

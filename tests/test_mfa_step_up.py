@@ -69,7 +69,12 @@ def test_citizen_without_a_suitable_factor_is_told_how_to_add_one_and_may_cancel
     r = client.post(f"/login/step-up/cancel?interaction={interaction.uid}",
                     data={"csrf_token": csrf_token(html)})
     assert r.status_code == 302
-    assert r.headers["Location"] == interaction.resume + "&abort=unmet_authentication_requirements"
+    assert r.headers["Location"] == interaction.resume
+    with app.test_request_context():
+        from idp import interaction as interactions
+
+        finished = interactions.load(interaction.uid)
+    assert finished is not None and finished.result == {"error": "unmet_authentication_requirements"}
     assert sso_of(app, client).acr == 1
 
 

@@ -127,7 +127,10 @@ def test_other_areas_seeders_run_after_and_print_their_lines(
         seen.append(session.scalar(select(func.count()).select_from(Citizen)) or 0)
         return [{"client_id": "portal-pajak"}]
 
-    monkeypatch.setattr(identity_cli, "SEEDERS", [*identity_cli.SEEDERS, portals])
+    from idp.app import PARTS
+
+    app.cli.add_command(identity_cli.make_seed_command(
+        [seeder for part in PARTS for seeder in part.seeders] + [portals]))
     lines = seed(app)
     assert lines[-1] == {"client_id": "portal-pajak"}
     assert seen and seen[0] >= 3  # the demo citizens exist when other seeders run

@@ -1,55 +1,60 @@
-"""``/account``: the citizen's home page and their SSO sessions."""
+"""``/account``: the citizen's home page and their SSO sessions.
+
+The home page links to the account sections other parts provide (security, consents...); the list is
+given to ``create_blueprint`` by the composition root, so this module needs to know none of them.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import dataclass
 
-from flask import Blueprint, flash, g, redirect, render_template, request, url_for
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask_babel import LazyString
 from flask_babel import gettext as _
 from flask_wtf import FlaskForm
 from werkzeug.wrappers import Response
 
 from idp import audit
 from idp.auth import session as sso
-from idp.auth.views import current_citizen, login_required
-
-bp = Blueprint("account", __name__, url_prefix="/account")
-
-#: Sections other areas add to the home page: (endpoint, label). Kept here so the page lists them.
-SECTIONS: list[tuple[str, Any]] = []
+from idp.auth.current import current_citizen, login_required
+from idp.identity import nik as nikmod
 
 
-def _masked(nik: str) -> str:
-    return nik[:6] + "******" + nik[-4:]
+@dataclass(frozen=True)
+class AccountSection:
+    """A link on the account home page: the endpoint of a part's page, and its label."""
+
+    endpoint: str
+    label: LazyString
 
 
-@bp.app_template_filter("unixtime")
 def _unixtime(value: int) -> str:
     return dt.datetime.fromtimestamp(value, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
-@bp.get("")
-@login_required
-def home() -> str:
+def home(sections: Sequence[AccountSection]) -> str:
     citizen = current_citizen()
-    assert citizen is not None
+    current = sso.current()
+    assert citizen is not None and current is not None
     sessions = sorted(sso.sessions_of(str(citizen.id)), key=lambda s: -s.last_seen)
-    return render_template("account/home.html", citizen=citizen, masked_nik=_masked(citizen.nik),
-                           sessions=sessions, current_sid=g.sso.sid, sections=SECTIONS,
-                           form=FlaskForm())
+    return render_template("account/home.html", citizen=citizen, masked_nik=nikmod.mask(citizen.nik),
+                           sessions=sessions, current_sid=current.sid,
+                           sections=[(s.endpoint, s.label) for s in sections], form=FlaskForm())
 
 
-@bp.post("/sessions/end")
-@login_required
 def end_session() -> Response:
     """Log out one session (another device), or every other session with ``sid=others``."""
-    FlaskForm().validate_on_submit() or _csrf_failed()
-    citizen_id = g.sso.citizen_id
+    if not FlaskForm().validate_on_submit():
+        abort(400)
+    current = sso.current()
+    assert current is not None
+    citizen_id = current.citizen_id
     target = request.form.get("sid", "")
     ended = 0
     for other in sso.sessions_of(citizen_id):
-        if other.sid != g.sso.sid and target in (other.sid, "others"):
+        if other.sid != current.sid and target in (other.sid, "others"):
             sso.end(other, reason="ended_by_citizen")
             ended += 1
     audit.append("sessions_ended", actor=f"citizen:{citizen_id}", citizen_id=citizen_id, count=ended,
@@ -58,7 +63,16 @@ def end_session() -> Response:
     return redirect(url_for("account.home"))
 
 
-def _csrf_failed() -> None:
-    from flask_wtf.csrf import CSRFError
+def create_blueprint(sections: Sequence[AccountSection]) -> Blueprint:
+    """The account pages, linking to ``sections`` from the home page."""
+    bp = Blueprint("account", __name__, url_prefix="/account")
+    shown = tuple(sections)
 
-    raise CSRFError()
+    @bp.get("", endpoint="home")
+    @login_required
+    def account_home() -> str:
+        return home(shown)
+
+    bp.add_url_rule("/sessions/end", "end_session", login_required(end_session), methods=["POST"])
+    bp.add_app_template_filter(_unixtime, "unixtime")
+    return bp

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import click
-from flask import current_app
 from flask.cli import AppGroup
 from sqlalchemy import select
+
+from idp import audit
+from idp.auth import session as sso
+from idp.db import get_session, unit_of_work
+from idp.models import Citizen
 
 sessions_cli = AppGroup("sessions", help="Citizens' SSO sessions.")
 
@@ -16,22 +20,11 @@ sessions_cli = AppGroup("sessions", help="Citizens' SSO sessions.")
 def end_sessions(nik: str, reason: str) -> None:
     """End every SSO session of the citizen with NIK and revoke every portal grant (refresh tokens
     included); back-channel logout reaches their portals."""
-    from idp import audit
-    from idp.auth import session as sso
-    from idp.db import get_session
-    from idp.models import Citizen
-
     citizen = get_session().scalar(select(Citizen).where(Citizen.nik == nik.strip()))
     if citizen is None:
         raise click.ClickException("no citizen with that NIK")
-    with current_app.test_request_context():
-        from flask import g
-
-        g.sso = None
+    with unit_of_work():
         ended = sso.revoke_all_access(str(citizen.id), reason=reason)
-    audit.append("sessions_ended", actor="operator", citizen_id=citizen.id, count=ended,
-                 reason=reason)
+        audit.append("sessions_ended", actor="operator", citizen_id=citizen.id, count=ended,
+                     reason=reason)
     click.echo(f"ended {ended} session(s)")
-
-
-COMMANDS = [sessions_cli]

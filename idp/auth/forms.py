@@ -35,20 +35,3 @@ class NewPasswordForm(FlaskForm):
         validators=[DataRequired(message=_l("Repeat the password.")),
                     EqualTo("password", message=_l("The two passwords are not the same."))],
     )
-
-
-PASSWORD_PROBLEMS = {
-    "too_short": _l("Use at least 12 characters. A few unrelated words make a strong password."),
-    "too_long": _l("Use at most 128 characters."),
-    "too_common": _l("This password is too common and easy to guess. Choose another."),
-    "contains_nik": _l("Do not use your NIK in your password."),
-    "contains_name": _l("Do not use your name in your password."),
-}
-
-NIK_PROBLEMS = {
-    "format": _l("A NIK has exactly 16 digits."),
-    "province": _l("The first two digits of this NIK are not a province code."),
-    "region": _l("The regency or district digits of this NIK are not valid."),
-    "bad_date": _l("The birth date in this NIK (digits 7 to 12) is not a real date."),
-    "serial": _l("The last four digits of a NIK cannot be 0000."),
-}

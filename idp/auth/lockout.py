@@ -6,21 +6,25 @@ NIK has an account. Failed second-factor attempts count against the same account
 
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import dataclass
 
 from flask import current_app, request
 
-from idp.store import get_store
+from idp import state
+from idp.config import Settings
+from idp.state import Stamp
 
-WINDOW = 3600  # failures are counted over an hour
 FREE_ATTEMPTS = 2  # failures before delays start
 
 
 def _account(nik: str) -> str:
-    # Hash so the store never lists NIKs in clear.
-    return hashlib.sha256(nik.encode()).hexdigest()[:32]
+    return state.digest(nik)  # the store never lists NIKs in clear
+
+
+def _settings() -> Settings:
+    settings: Settings = current_app.config["IDP"]
+    return settings
 
 
 @dataclass
@@ -34,9 +38,9 @@ class Throttle:
 
 
 def check(nik: str) -> Throttle:
-    store = get_store()
     acct = _account(nik)
-    return Throttle(locked_for=store.ttl(f"lock:{acct}"), wait_for=store.ttl(f"wait:{acct}"))
+    return Throttle(locked_for=state.login_locks.remaining(acct),
+                    wait_for=state.login_waits.remaining(acct))
 
 
 @dataclass
@@ -58,16 +62,15 @@ class Attempt:
 
     def failed(self) -> Throttle:
         """The check failed: after a few failures make the next wait (2, 4, 8... s), then lock."""
-        s = current_app.config["IDP"]
-        store = get_store()
+        s = _settings()
         acct = _account(self.nik)
         if self.number >= s.login_max_failures:
-            store.put(f"lock:{acct}", {"at": int(time.time())}, s.login_lockout_seconds)
-            store.delete(f"fail:{acct}")
+            state.login_locks.put(Stamp(at=int(time.time())), acct)
+            state.login_failures.delete(acct)
             return Throttle(locked_for=s.login_lockout_seconds)
         if self.number > FREE_ATTEMPTS:
             delay = _delay(self.number)
-            store.put(f"wait:{acct}", {}, delay)
+            state.login_waits.put(Stamp(at=int(time.time())), acct, ttl=delay)
             return Throttle(wait_for=delay)
         return Throttle()
 
@@ -84,34 +87,31 @@ def begin(nik: str) -> Attempt:
     throttle = check(nik)
     if throttle.blocked:
         return Attempt(nik, 0, throttle)
-    s = current_app.config["IDP"]
-    store = get_store()
+    s = _settings()
     acct = _account(nik)
-    number = store.incr(f"fail:{acct}", WINDOW)
+    number = state.login_failures.incr(acct)
     if number > s.login_max_failures:
         # Every attempt allowed is taken by requests in flight or lost ones (a worker killed
         # mid-check never reports): lock now rather than leave the account waiting on them.
-        if store.put_if_absent(f"lock:{acct}", {"at": int(time.time())}, s.login_lockout_seconds):
-            store.delete(f"fail:{acct}")
-        return Attempt(nik, number, Throttle(locked_for=max(1, store.ttl(f"lock:{acct}"))))
+        if state.login_locks.put_if_absent(Stamp(at=int(time.time())), acct):
+            state.login_failures.delete(acct)
+        return Attempt(nik, number, Throttle(locked_for=max(1, state.login_locks.remaining(acct))))
     return Attempt(nik, number, Throttle())
 
 
 def record_success(nik: str) -> None:
-    store = get_store()
     acct = _account(nik)
-    store.delete(f"fail:{acct}")
-    store.delete(f"wait:{acct}")
+    state.login_failures.delete(acct)
+    state.login_waits.delete(acct)
 
 
 def unlock(nik: str) -> None:
     record_success(nik)
-    get_store().delete(f"lock:{_account(nik)}")
+    state.login_locks.delete(_account(nik))
 
 
 def ip_allowed(bucket: str = "login") -> bool:
     """Fixed one-minute window per client address; the limit is IDP_IP_RATE_LIMIT."""
-    limit = current_app.config["IDP"].ip_rate_limit
     window = int(time.time() // 60)
-    count = get_store().incr(f"ip:{bucket}:{request.remote_addr}:{window}", 61)
-    return count <= limit
+    count = state.network_attempts.incr(bucket, request.remote_addr or "", str(window))
+    return count <= _settings().ip_rate_limit

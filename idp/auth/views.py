@@ -3,70 +3,30 @@
 from __future__ import annotations
 
 import contextlib
-import functools
-import secrets
-from collections.abc import Callable
+import uuid
 from typing import Any
 
-from flask import (
-    Blueprint,
-    abort,
-    current_app,
-    flash,
-    g,
-    redirect,
-    render_template,
-    request,
-    url_for,
-)
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_babel import force_locale
 from flask_babel import gettext as _
+from flask_wtf import FlaskForm
+from flask_wtf.csrf import validate_csrf
 from sqlalchemy import select
 from werkzeug.wrappers import Response
 
-from idp import audit, outbox
+from idp import audit, codes, outbox
 from idp import interaction as interactions
 from idp.auth import lockout
 from idp.auth import session as sso
-from idp.auth.forms import (
-    NIK_PROBLEMS,
-    PASSWORD_PROBLEMS,
-    ForgotPasswordForm,
-    LoginForm,
-    NewPasswordForm,
-)
+from idp.auth.forms import ForgotPasswordForm, LoginForm, NewPasswordForm
+from idp.auth.mfa import factors
 from idp.db import get_session
 from idp.identity import nik as nikmod
 from idp.identity import passwords
+from idp.identity.problems import NIK_PROBLEMS, PASSWORD_PROBLEMS
 from idp.models import Citizen
 
 bp = Blueprint("auth", __name__)
-
-RESET_TTL = 15 * 60
-
-
-def init_app(app: Any) -> None:
-    sso.init_app(app)
-
-
-def current_citizen() -> Citizen | None:
-    if g.get("sso") is None:
-        return None
-    if "citizen" not in g:
-        import uuid
-
-        g.citizen = get_session().get(Citizen, uuid.UUID(g.sso.citizen_id))
-    return g.citizen
-
-
-def login_required(view: Callable[..., Any]) -> Callable[..., Any]:
-    @functools.wraps(view)
-    def wrapped(*args: Any, **kwargs: Any) -> Any:
-        if current_citizen() is None:
-            return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
-        return view(*args, **kwargs)
-
-    return wrapped
 
 
 def after_login_target(interaction: interactions.Interaction | None, next_path: str | None) -> str:
@@ -77,21 +37,33 @@ def after_login_target(interaction: interactions.Interaction | None, next_path: 
 
 def finish_login(citizen: Citizen, interaction: interactions.Interaction | None,
                  next_path: str | None) -> Response:
-    """Password accepted: start (or renew) the SSO session and continue where the citizen was going."""
+    """Password accepted: start (or renew) the SSO session and continue where the citizen was going;
+    a pending authorization learns who logged in through its interaction."""
     sso.start(str(citizen.id), amr=["pwd"], acr=1)
     audit.append("login", actor=f"citizen:{citizen.id}", citizen_id=citizen.id,
                  client_id=interaction.client_id if interaction else None, amr=["pwd"])
-    return redirect(after_login_target(interaction, next_path))
+    if interaction is not None:
+        return redirect(interactions.finish(interaction, citizen_id=str(citizen.id)))
+    return redirect(after_login_target(None, next_path))
+
+
+def continue_after_password(citizen: Citizen, interaction: interactions.Interaction | None,
+                            next_path: str | None) -> Response:
+    """The session starts now. A citizen who enrolled an authenticator is asked for it straight away
+    on a direct login, so the SSO session is ready for portals that need level 2; for a portal,
+    ``/authorize`` decides from the level it needs."""
+    response = finish_login(citizen, interaction, next_path)
+    if interaction is None and factors.enrolment(get_session(), citizen).has_authenticator:
+        return redirect(url_for("mfa.step_up", next=response.location))
+    return response
 
 
 @bp.route("/login", methods=["GET", "POST"])
 def login() -> Any:
-    interaction = interactions.load(request.values.get("interaction"))
-    if interaction is not None and interaction.ui_locales:
-        g.ui_locales = interaction.ui_locales
+    interaction = interactions.use(request.values.get("interaction"))
     form = LoginForm()
     if request.method == "GET":
-        if g.sso is not None and interaction is None:
+        if sso.current() is not None and interaction is None:
             return redirect(interactions.safe_next(request.args.get("next"))
                             or url_for("account.home"))
         form.interaction.data = interaction.uid if interaction else ""
@@ -132,7 +104,6 @@ def login() -> Any:
         if throttle.locked_for and citizen is not None:
             audit.append("lockout", citizen_id=citizen.id, seconds=throttle.locked_for)
             notify_lockout(citizen)
-            get_session().commit()
         if throttle.locked_for:
             return _throttled(form, interaction, throttle)
         return render_template("auth/login.html", form=form, interaction=interaction,
@@ -142,17 +113,7 @@ def login() -> Any:
     attempt.succeeded()
     if passwords.needs_rehash(citizen.password_hash):
         citizen.password_hash = passwords.hash_password(password)
-        get_session().commit()
     return continue_after_password(citizen, interaction, form.next.data)
-
-
-def continue_after_password(citizen: Citizen, interaction: interactions.Interaction | None,
-                            next_path: str | None) -> Response:
-    """Hook for the second-factor step; with none needed, the session starts now."""
-    hook = current_app.extensions.get("idp.after_password")
-    if hook is not None:
-        return hook(citizen, interaction, next_path)
-    return finish_login(citizen, interaction, next_path)
 
 
 def _throttled(form: LoginForm, interaction: interactions.Interaction | None,
@@ -181,18 +142,15 @@ def notify_lockout(citizen: Citizen) -> None:
 
 @bp.route("/logout", methods=["GET", "POST"])
 def logout() -> Any:
+    current = sso.current()
     if request.method == "GET":
-        if g.sso is None:
+        if current is None:
             return redirect(url_for("auth.login"))
-        from flask_wtf import FlaskForm
-
         return render_template("auth/logout.html", form=FlaskForm())
-    from flask_wtf.csrf import validate_csrf
-
     validate_csrf(request.form.get("csrf_token"))
-    if g.sso is not None:
-        citizen_id = g.sso.citizen_id
-        sso.end(g.sso, reason="logout")
+    if current is not None:
+        citizen_id = current.citizen_id
+        sso.end(current, reason="logout")
         audit.append("logout", actor=f"citizen:{citizen_id}", citizen_id=citizen_id)
     flash(_("You have logged out of SatuID."), "success")
     return redirect(url_for("auth.login"))
@@ -217,10 +175,7 @@ def forgot_password() -> Any:
     db = get_session()
     citizen = db.scalar(select(Citizen).where(Citizen.nik == nik.value))
     if citizen is not None and (citizen.email_verified or citizen.phone_verified):
-        token = secrets.token_urlsafe(32)
-        from idp.store import get_store
-
-        get_store().put(f"pwreset:{token}", {"citizen_id": str(citizen.id)}, RESET_TTL)
+        token = codes.issue_link(codes.PASSWORD_RESET, str(citizen.id))
         link = current_app.config["IDP"].issuer + url_for("auth.reset_password", token=token)
         with force_locale(citizen.locale):
             outbox.notify_citizen(
@@ -229,7 +184,6 @@ def forgot_password() -> Any:
                   "password, open this link within 15 minutes: %(link)s\nIf this was not you, "
                   "ignore this message; your password has not changed.", link=link),
             )
-        db.commit()
         audit.append("password_reset_requested", citizen_id=citizen.id, actor="anonymous")
     # The same answer whether or not the NIK has an account.
     return render_template("auth/forgot_sent.html")
@@ -237,18 +191,13 @@ def forgot_password() -> Any:
 
 @bp.route("/password/reset/<token>", methods=["GET", "POST"])
 def reset_password(token: str) -> Any:
-    from idp.store import get_store
-
-    if len(token) > 64:
+    if len(token) > codes.MAX_TOKEN_LENGTH:
         abort(404)
-    store = get_store()
-    pending = store.get(f"pwreset:{token}")
-    if pending is None:
+    subject = codes.link_subject(codes.PASSWORD_RESET, token)
+    if subject is None:
         return render_template("auth/reset_invalid.html"), 400
-    import uuid
-
     db = get_session()
-    citizen = db.get(Citizen, uuid.UUID(pending["citizen_id"]))
+    citizen = db.get(Citizen, uuid.UUID(subject))
     if citizen is None:
         return render_template("auth/reset_invalid.html"), 400
     form = NewPasswordForm()
@@ -260,7 +209,7 @@ def reset_password(token: str) -> Any:
         form.password.errors = [PASSWORD_PROBLEMS[problem]]
         return render_template("auth/reset.html", form=form), 400
     # Take the token only now, atomically: a second submission of the same link fails.
-    if store.take(f"pwreset:{token}") is None:
+    if codes.redeem_link(codes.PASSWORD_RESET, token) != subject:
         return render_template("auth/reset_invalid.html"), 400
     citizen.password_hash = passwords.hash_password(form.password.data or "")
     citizen.touch_password()
@@ -270,7 +219,6 @@ def reset_password(token: str) -> Any:
             _("The password of your SatuID account was just changed and every session was "
               "logged out. If this was not you, contact the SatuID helpdesk at once."),
         )
-    db.commit()
     ended = sso.revoke_all_access(str(citizen.id), reason="password_reset")
     lockout.unlock(citizen.nik)
     audit.append("password_reset", citizen_id=citizen.id, actor=f"citizen:{citizen.id}",

@@ -13,7 +13,8 @@ from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from idp import audit
+from idp import audit, revocation
+from idp.db import get_session
 from idp.models import ClaimRelease, Client, ConsentRecord
 
 SCOPE_LABELS = {
@@ -68,7 +69,6 @@ def give(session: Session, citizen_id: uuid.UUID, client: Client, scopes: list[s
     record = ConsentRecord(citizen_id=citizen_id, client_id=client.client_id, action=action,
                            scopes=sorted(scopes), claims=sorted(claims), purpose=client.purpose)
     session.add(record)
-    session.commit()
     audit.append("consent_" + action, actor=f"citizen:{citizen_id}", citizen_id=citizen_id,
                  client_id=client.client_id, scopes=record.scopes, claims=record.claims)
     return record
@@ -81,12 +81,9 @@ def withdraw(session: Session, citizen_id: uuid.UUID, client: Client) -> bool:
         return False
     session.add(ConsentRecord(citizen_id=citizen_id, client_id=client.client_id, action="withdrawn",
                               scopes=[], claims=[], purpose=client.purpose))
-    session.commit()
     audit.append("consent_withdrawn", actor=f"citizen:{citizen_id}", citizen_id=citizen_id,
                  client_id=client.client_id)
-    from idp.oidc.tokens import revoke_grants
-
-    revoke_grants(citizen_id, client.client_id, reason="consent_withdrawn")
+    revocation.revoke_grants(citizen_id, client.client_id, reason="consent_withdrawn")
     return True
 
 
@@ -97,11 +94,7 @@ def history(session: Session, citizen_id: uuid.UUID) -> list[ConsentRecord]:
 
 def record_release(citizen_id: uuid.UUID, client: Client, channel: str, names: list[str]) -> None:
     """Log a release of claims (ID token or userinfo) for /account/activity and the audit log."""
-    from idp.db import get_session
-
-    session = get_session()
-    session.add(ClaimRelease(citizen_id=citizen_id, client_id=client.client_id, channel=channel,
-                             claims=names))
-    session.commit()
+    get_session().add(ClaimRelease(citizen_id=citizen_id, client_id=client.client_id, channel=channel,
+                                   claims=names))
     audit.append("claims_released", citizen_id=citizen_id, client_id=client.client_id, channel=channel,
                  claims=names)

@@ -4,28 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
-from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from sqlalchemy import select
 
 from idp import interaction as interactions
-from idp.auth.views import current_citizen, login_required
+from idp.auth.current import current_citizen, login_required
 from idp.consent import records
 from idp.db import get_session
 from idp.models import ClaimRelease, Client
 
 bp = Blueprint("consent", __name__)
-
-
-def init_app(app: Any) -> None:
-    from idp.account.views import SECTIONS
-
-    for entry in (("consent.consents", _l("Services you share data with")),
-                  ("consent.activity", _l("Which service received which data"))):
-        if entry not in SECTIONS:
-            SECTIONS.append(entry)
 
 
 def _labels(scopes: list[str], claims: list[str]) -> list[str]:
@@ -39,12 +29,10 @@ def _labels(scopes: list[str], claims: list[str]) -> list[str]:
 @bp.route("/consent", methods=["GET", "POST"])
 def consent() -> Any:
     """Ask the citizen to approve what a portal asks for; the decision resumes the authorization."""
-    pending = interactions.load(request.values.get("interaction"))
+    pending = interactions.use(request.values.get("interaction"))
     if pending is None or pending.prompt != "consent":
         return render_template("error.html", title=_("This request has expired"),
                                message=_("Go back to the service and start again.")), 400
-    if pending.ui_locales:
-        g.ui_locales = pending.ui_locales
     citizen = current_citizen()
     if citizen is None or str(citizen.id) != pending.details.get("citizen_id"):
         return redirect(url_for("auth.login", interaction=pending.uid))
@@ -60,9 +48,8 @@ def consent() -> Any:
         approved = request.form.get("decision") == "approve"
         if approved:
             records.give(session, citizen.id, client, scopes, claims)
-        pending.details["decision"] = "approved" if approved else "denied"
-        interactions.save(pending)
-        return redirect(pending.resume)
+        return redirect(interactions.finish(pending, citizen_id=str(citizen.id),
+                                            consent="approved" if approved else "denied"))
     return render_template("consent/consent.html", form=form, client=client, pending=pending,
                            labels=_labels(scopes, claims))
 

@@ -2,45 +2,47 @@
 
 Deterministic and idempotent: the same people every time, and only what is missing is inserted, so
 ``make demo`` can run it on every start. Standard output carries one JSON object a line (the demo
-citizens with their passwords, then the registry residents free to register, then whatever other
-areas' seeders print); progress goes to standard error.
+citizens with their passwords, then the registry residents free to register, then whatever the
+other parts' seeders print); progress goes to standard error. The composition root builds the command
+with the seeders of every part (``make_seed_command``).
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import click
-from flask import current_app
 from flask.cli import with_appcontext
 from sqlalchemy import func, select, text
 from sqlalchemy.dialects import sqlite
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
 
+from idp import audit
+from idp.db import get_engine, unit_of_work
 from idp.identity import synthetic
+from idp.identity.passwords import hash_password
 from idp.models import Citizen, Resident
 
-#: Other areas' demo data (portals' OIDC clients, a citizen with TOTP, ...). Each seeder runs after
-#: the registry and the demo citizens exist, must be idempotent, and returns the JSON lines to print.
-SEEDERS: list[Callable[[Session], list[dict[str, Any]]]] = []
+#: A part's demo data (portals' OIDC clients, a citizen with TOTP, ...). A seeder runs after the
+#: registry and the demo citizens exist, must be idempotent, and returns the JSON lines to print.
+Seeder = Callable[[Session], list[dict[str, Any]]]
 
 _COLUMNS = [c.name for c in Resident.__table__.columns]
 
 
-def insert_residents(engine: Engine, rows: Iterable[dict[str, Any]]) -> int:
-    """Insert registry rows whose NIK is not there yet; returns how many were new."""
+def insert_residents(conn: Connection, rows: Iterable[dict[str, Any]]) -> int:
+    """Insert registry rows whose NIK is not there yet, on ``conn``; returns how many were new."""
     rows = list(rows)
     if not rows:
         return 0
-    with engine.begin() as conn:
-        if conn.dialect.name == "postgresql":
-            return _copy_residents(conn, rows)
-        result = conn.execute(sqlite.insert(Resident).on_conflict_do_nothing(), rows)
-        return int(result.rowcount)
+    if conn.dialect.name == "postgresql":
+        return _copy_residents(conn, rows)
+    result = conn.execute(sqlite.insert(Resident).on_conflict_do_nothing(), rows)
+    return int(result.rowcount)
 
 
 def _copy_residents(conn: Any, rows: list[dict[str, Any]]) -> int:
@@ -68,7 +70,8 @@ def seed_bulk_residents(engine: Engine, count: int, *, progress: bool = True) ->
     started = time.monotonic()
     done = added = 0
     for block in synthetic.residents(count):
-        added += insert_residents(engine, block)
+        with engine.begin() as conn:
+            added += insert_residents(conn, block)
         done += len(block)
         if progress and (done % 100_000 == 0 or done == count):
             click.echo(f"registry: {done}/{count} synthetic residents, {added} new "
@@ -77,16 +80,13 @@ def seed_bulk_residents(engine: Engine, count: int, *, progress: bool = True) ->
 
 def ensure_demo_citizen(session: Session, person: synthetic.DemoPerson) -> Citizen:
     """The demo person's account, created (with a verified email) the first time only."""
-    from idp import audit
-    from idp.identity.passwords import hash_password
-
     assert person.email and person.password
     citizen = session.scalar(select(Citizen).where(Citizen.nik == person.nik))
     if citizen is None:
         citizen = Citizen(nik=person.nik, full_name=person.full_name, email=person.email,
                           email_verified=True, password_hash=hash_password(person.password))
         session.add(citizen)
-        session.commit()
+        session.flush()
         audit.append("citizen_created", actor="operator:seed-demo", citizen_id=citizen.id,
                      source="demo")
     return citizen
@@ -94,10 +94,8 @@ def ensure_demo_citizen(session: Session, person: synthetic.DemoPerson) -> Citiz
 
 def seed_demo_people(session: Session) -> list[dict[str, Any]]:
     """The named demo residents, and accounts for the demo citizens; their JSON lines."""
-    engine = session.get_bind()
-    assert isinstance(engine, Engine)
     people = synthetic.DEMO_CITIZENS + synthetic.DEMO_REGISTRANTS
-    insert_residents(engine, [p.resident_row() for p in people])
+    insert_residents(session.connection(), [p.resident_row() for p in people])
 
     lines: list[dict[str, Any]] = []
     for person in synthetic.DEMO_CITIZENS:
@@ -110,24 +108,23 @@ def seed_demo_people(session: Session) -> list[dict[str, Any]]:
     return lines
 
 
-@click.command("seed-demo")
-@with_appcontext
-@click.option("--residents", "resident_count", type=click.IntRange(min=0), default=0,
-              help="Also make the first N synthetic registry residents (benchmarks).")
-def seed_demo(resident_count: int) -> None:
-    """Fill the population registry with demo residents and create the demo citizens (idempotent)."""
-    from idp.db import get_session
+def make_seed_command(seeders: Sequence[Seeder]) -> click.Command:
+    """``flask seed-demo``, running ``seeders`` after the registry and the demo citizens."""
 
-    session = get_session()
-    engine = current_app.extensions["idp.engine"]
-    if resident_count:
-        seed_bulk_residents(engine, resident_count)
-    lines = seed_demo_people(session)
-    for seeder in SEEDERS:
-        lines.extend(seeder(session))
-    session.commit()
-    for line in lines:
-        click.echo(json.dumps(line, ensure_ascii=False))
+    @click.command("seed-demo")
+    @with_appcontext
+    @click.option("--residents", "resident_count", type=click.IntRange(min=0), default=0,
+                  help="Also make the first N synthetic registry residents (benchmarks).")
+    def seed_demo(resident_count: int) -> None:
+        """Fill the population registry with demo residents and create the demo citizens
+        (idempotent)."""
+        if resident_count:
+            seed_bulk_residents(get_engine(), resident_count)
+        with unit_of_work() as session:
+            lines = seed_demo_people(session)
+            for seeder in seeders:
+                lines.extend(seeder(session))
+        for line in lines:
+            click.echo(json.dumps(line, ensure_ascii=False))
 
-
-COMMANDS = [seed_demo]
+    return seed_demo

@@ -62,6 +62,12 @@ class Nik:
         return self.province_code + self.regency_code + self.district_code
 
 
+def mask(value: str) -> str:
+    """A NIK as SatuID shows it where it may be seen by others (a page, an authenticator app's
+    label, a message): the region and the serial, never the birth date between them."""
+    return value[:6] + "******" + value[-4:]
+
+
 def normalise(raw: str) -> str:
     """Drop the spaces, dots and dashes people type between digit groups."""
     return "".join(ch for ch in raw.strip() if ch not in _SEPARATORS)

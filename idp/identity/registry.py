@@ -2,7 +2,7 @@
 
 Registration checks a citizen against it. ``PopulationRegistry`` is the port; ``DatabaseRegistry`` is
 the adapter over the ``registry_resident`` table (filled by ``flask seed-demo``). The real Dukcapil
-service would be one more adapter behind the same protocol, chosen in :func:`get_registry`.
+service would be one more adapter behind the same protocol, installed by ``create_app``.
 """
 
 from __future__ import annotations
@@ -64,13 +64,9 @@ class DatabaseRegistry:
 
 
 def get_registry() -> PopulationRegistry:
-    """The registry this deployment uses: one an extension installed, else the database table."""
-    registry = current_app.extensions.get("idp.registry")
-    if registry is not None:
-        return registry
-    from idp.db import get_session
-
-    return DatabaseRegistry(get_session)
+    """The registry adapter the composition root installed for this deployment."""
+    registry: PopulationRegistry = current_app.extensions["idp.registry"]
+    return registry
 
 
 def normalise_name(name: str) -> str:

@@ -9,13 +9,17 @@ from typing import Any
 import click
 from flask import current_app
 from flask.cli import AppGroup
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from idp import audit
-from idp.db import get_session
-from idp.models import Client
+from idp.db import get_session, unit_of_work
+from idp.models import Client, SigningKey
+from idp.models.oidc import secret_digest
 from idp.oidc import clients as registry
 from idp.oidc import keys
+from idp.oidc.logout import deliver_due
 
 clients_cli = AppGroup("clients", help="Relying parties (service portals).")
 keys_cli = AppGroup("keys", help="Token signing keys.")
@@ -53,8 +57,6 @@ def clients_create(name: str, client_id: str | None, redirect_uris: tuple[str, .
                    jwks_uri: str | None, id_token_alg: str, minimum_loa: int, purpose: str,
                    description: str, category: str, logo_uri: str | None) -> None:
     """Register a portal; prints it as JSON, with its client_secret (shown this once)."""
-    from sqlalchemy.exc import IntegrityError
-
     session = get_session()
     try:
         client, secret = registry.register(
@@ -66,12 +68,13 @@ def clients_create(name: str, client_id: str | None, redirect_uris: tuple[str, .
             jwks_uri=jwks_uri, id_token_signed_response_alg=id_token_alg, minimum_loa=minimum_loa,
             purpose=purpose, description=description, category=category, logo_uri=logo_uri,
         )
+        audit.append("client_registered", actor="operator", client_id=client.client_id)
         session.commit()
     except registry.ClientError as e:
         raise click.ClickException(str(e)) from e
     except IntegrityError as e:
+        session.rollback()
         raise click.ClickException("a client with that id exists already") from e
-    audit.append("client_registered", actor="operator", client_id=client.client_id)
     out = registry.describe(client)
     if secret:
         out["client_secret"] = secret
@@ -95,10 +98,9 @@ def clients_show(client_id: str) -> None:
 @click.argument("client_id")
 def clients_disable(client_id: str) -> None:
     """Disable a portal: it can no longer authorize, get or use tokens."""
-    client = _client(client_id)
-    client.active = False
-    get_session().commit()
-    audit.append("client_disabled", actor="operator", client_id=client_id)
+    with unit_of_work():
+        _client(client_id).active = False
+        audit.append("client_disabled", actor="operator", client_id=client_id)
     click.echo(f"disabled {client_id}")
 
 
@@ -106,30 +108,28 @@ def clients_disable(client_id: str) -> None:
 @click.argument("client_id")
 def clients_rotate_secret(client_id: str) -> None:
     """Give a portal a new secret (the old one stops working at once); prints it once."""
-    client = _client(client_id)
     try:
-        secret = registry.rotate_secret(client)
+        with unit_of_work():
+            secret = registry.rotate_secret(_client(client_id))
+            audit.append("client_secret_rotated", actor="operator", client_id=client_id)
     except registry.ClientError as e:
         raise click.ClickException(str(e)) from e
-    get_session().commit()
-    audit.append("client_secret_rotated", actor="operator", client_id=client_id)
     click.echo(json.dumps({"client_id": client_id, "client_secret": secret}, indent=2))
 
 
 @keys_cli.command("rotate")
 def keys_rotate() -> None:
     """Promote the published next key to current, retire the current one, publish a new next."""
-    for alg, old, new in keys.rotate(get_session()):
-        audit.append("key_rotated", actor="operator", alg=alg, retired=old, current=new)
+    with unit_of_work() as session:
+        changes = keys.rotate(session)
+        for alg, old, new in changes:
+            audit.append("key_rotated", actor="operator", alg=alg, retired=old, current=new)
+    for alg, old, new in changes:
         click.echo(f"{alg}: {old} retired, {new} now signs")
 
 
 @keys_cli.command("list")
 def keys_list() -> None:
-    from sqlalchemy import select
-
-    from idp.models import SigningKey
-
     keys.ensure_keys(get_session())
     for row in get_session().scalars(select(SigningKey).order_by(SigningKey.created_at)):
         click.echo(f"{row.kid}\t{row.alg}\t{row.state}")
@@ -138,8 +138,6 @@ def keys_list() -> None:
 @logout_cli.command("deliver")
 def logout_deliver() -> None:
     """Deliver due back-channel logout tokens (run it every minute; safe with several workers)."""
-    from idp.oidc.logout import deliver_due
-
     counts = deliver_due(current_app._get_current_object())  # type: ignore[attr-defined]
     click.echo(json.dumps(counts))
 
@@ -185,11 +183,9 @@ def seed_demo_clients(session: Session) -> list[dict[str, Any]]:
             for name, value in fields.items():
                 setattr(client, name, value)
             client.scopes = list(portal["scopes"])
-            client.secret_hash = registry.hash_secret(secret)
-        session.commit()
+            client.secret_hash = secret_digest(secret)
         lines.append({"client": portal["client_id"], "client_secret": secret,
                       "redirect_uri": f"{base}/auth/callback"})
     return lines
 
 
-COMMANDS = [clients_cli, keys_cli, logout_cli]

@@ -1,24 +1,31 @@
 """The relying-party registry: look-up, registration, secrets.
 
-Client secrets are 256-bit random values, so a single SHA-256 is enough to store them: there is no
-dictionary to guess from, and a slow hash (argon2) would only cost the token endpoint time on every
-request. The secret is shown once, when created or rotated.
+Secrets are stored as ``secret_digest`` (``idp.models.oidc`` says why) and shown once, when created or
+rotated. ``AUTH_METHODS`` is the one list of token endpoint authentication methods SatuID supports.
 """
 
 from __future__ import annotations
 
 import hashlib
 import secrets
+import time
 from typing import Any
+from urllib.parse import urlsplit
 
+import requests
 from authlib.oauth2.rfc6749 import InvalidClientError
 from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
+from flask import current_app, request
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from idp import state
 from idp.models import Client
+from idp.models.oidc import secret_digest
+from idp.oidc.claims import SUPPORTED_SCOPES
+from idp.state import Stamp
 
 AUTH_METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt", "none")
 SECRET_METHODS = ("client_secret_basic", "client_secret_post")
@@ -31,10 +38,6 @@ class ClientError(ValueError):
     """A registration that cannot be accepted (the CLI shows the message)."""
 
 
-def hash_secret(secret: str) -> str:
-    return hashlib.sha256(secret.encode()).hexdigest()
-
-
 def find(session: Session, client_id: str | None) -> Client | None:
     """An active client by id (a disabled one is treated as unknown)."""
     if not client_id or len(client_id) > 100:
@@ -44,8 +47,6 @@ def find(session: Session, client_id: str | None) -> Client | None:
 
 
 def _check_uri(uri: str) -> None:
-    from urllib.parse import urlsplit
-
     parts = urlsplit(uri)
     if parts.scheme not in ("https", "http") or not parts.hostname or parts.fragment:
         raise ClientError(f"not an absolute http(s) URI without fragment: {uri}")
@@ -70,15 +71,13 @@ def register(session: Session, *, name: str, redirect_uris: list[str], client_id
     if fields.get("id_token_signed_response_alg", "RS256") not in ("RS256", "ES256"):
         raise ClientError("ID token algorithm must be RS256 or ES256")
     scopes = list(dict.fromkeys(["openid", *fields.pop("scopes", ["openid"])]))
-    from idp.oidc.claims import SUPPORTED_SCOPES
-
     unknown = [s for s in scopes if s not in SUPPORTED_SCOPES]
     if unknown:
         raise ClientError(f"unknown scopes: {' '.join(unknown)}")
     secret = (secret or secrets.token_urlsafe(32)) if method in SECRET_METHODS else None
     client = Client(client_id=client_id or secrets.token_urlsafe(16), name=name,
                     redirect_uris=list(redirect_uris), scopes=scopes,
-                    secret_hash=hash_secret(secret) if secret else None, **fields)
+                    secret_hash=secret_digest(secret) if secret else None, **fields)
     session.add(client)
     return client, secret
 
@@ -87,7 +86,7 @@ def rotate_secret(client: Client) -> str:
     if client.token_endpoint_auth_method not in SECRET_METHODS:
         raise ClientError("this client does not authenticate with a secret")
     secret = secrets.token_urlsafe(32)
-    client.secret_hash = hash_secret(secret)
+    client.secret_hash = secret_digest(secret)
     return secret
 
 
@@ -121,31 +120,24 @@ class PrivateKeyJWT(JWTBearerClientAssertion):
     CLIENT_AUTH_METHOD = "private_key_jwt"
 
     def get_audiences(self) -> list[str]:
-        from flask import current_app, request
-
         issuer = current_app.config["IDP"].issuer
         return [issuer, issuer + "/token", issuer + request.path]
 
     def validate_jti(self, claims: dict[str, Any], jti: str) -> bool:
         """Accept each assertion once. Its ``jti`` is remembered until the assertion expires, so an
         assertion may not live longer than that memory (RFC 7523 §3: far-future ``exp`` refused)."""
-        import time
-
-        from idp.store import get_store
-
         remaining = int(claims.get("exp", 0)) - int(time.time())
         if remaining > MAX_ASSERTION_LIFETIME:
             raise InvalidClientError(description="The client assertion expires too far in the future "
                                                  "(at most one hour).")
         digest = hashlib.sha256(f"{claims['sub']}\x00{jti}".encode()).hexdigest()
-        return get_store().put_if_absent(f"client-jti:{digest}", {}, max(remaining, 0) + 60)
+        return state.client_assertions.put_if_absent(Stamp(at=int(time.time())), digest,
+                                                     ttl=max(remaining, 0) + 60)
 
     def resolve_client_public_key(self, client: Client) -> KeySet:
         if client.jwks:
             return KeySet.import_key_set(client.jwks)
         if client.jwks_uri:
-            import requests
-
             try:
                 response = requests.get(client.jwks_uri, timeout=3)
                 response.raise_for_status()

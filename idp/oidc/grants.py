@@ -6,34 +6,45 @@ A spent code leaves a marker with its grant id, so presenting it again revokes w
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import secrets
 import time
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from authlib.oauth2.rfc6749 import InvalidGrantError, InvalidRequestError, grants
 from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oidc.core import OpenIDCode
 from authlib.oidc.core.grants.util import create_half_hash
-from flask import current_app, g
+from flask import current_app
 from joserfc import jwt
 
-from idp import audit
+from idp import audit, revocation, state
 from idp.auth import loa
 from idp.consent import records as consents
 from idp.db import get_session
 from idp.models import Citizen, Client, Grant
 from idp.oidc import claims as claimsmod
 from idp.oidc import keys, tokens
+from idp.oidc.clients import AUTH_METHODS
 from idp.oidc.pairwise import pairwise_subject
-from idp.store import get_store
-
-AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"]
+from idp.state import IssuedCode, SpentCode
 
 
-def code_key(code: str) -> str:
-    return "code:" + hashlib.sha256(code.encode()).hexdigest()
+@dataclass(frozen=True)
+class Authentication:
+    """What ``/authorize`` judged of the citizen's authentication, handed to the code it issues."""
+
+    sid: str
+    auth_time: int
+    acr: int          # the level this portal gets (only its accepted factors count)
+    amr: list[str]
+
+
+def code_digest(code: str) -> str:
+    return hashlib.sha256(code.encode()).hexdigest()
 
 
 class S256CodeChallenge(CodeChallenge):
@@ -63,8 +74,8 @@ class S256CodeChallenge(CodeChallenge):
         return authorization_code["code_challenge_method"]
 
 
-class AuthorizationCode(dict):
-    """A code's data as stored: the request it answers and the authentication behind it."""
+class AuthorizationCode(dict[str, Any]):
+    """A code's data as Authlib reads it: the request it answers and the authentication behind it."""
 
     def get_redirect_uri(self) -> str:
         return self["redirect_uri"]
@@ -86,51 +97,44 @@ class AuthorizationCode(dict):
 
 
 class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
-    TOKEN_ENDPOINT_AUTH_METHODS = AUTH_METHODS
+    TOKEN_ENDPOINT_AUTH_METHODS = list(AUTH_METHODS)
 
     def save_authorization_code(self, code: str, request: Any) -> None:
         """Create the grant and keep the code's data in the store for 60 s (take-once)."""
-        sso = g.sso
+        authn: Authentication = request.authentication
         client: Client = request.client
-        grant = Grant(client_id=client.client_id, citizen_id=request.user.id, sid=sso.sid)
+        grant = Grant(client_id=client.client_id, citizen_id=request.user.id, sid=authn.sid)
         session = get_session()
         session.add(grant)
-        session.commit()
+        session.flush()
         data = request.payload.data
-        pending = g.get("oidc_pending") or {}
-        # The level /authorize judged for this portal (only its accepted factors count).
-        acr = int(pending.get("acr_reached", sso.acr))
-        value = {
-            "grant_id": str(grant.id), "client_id": client.client_id,
-            "citizen_id": str(request.user.id), "redirect_uri": data.get("redirect_uri"),
-            "scope": request.scope, "nonce": data.get("nonce"),
-            "code_challenge": data.get("code_challenge"),
-            "code_challenge_method": data.get("code_challenge_method"),
-            "auth_time": sso.auth_time, "acr": acr, "amr": list(sso.amr), "sid": sso.sid,
-            "claims_request": claimsmod.parse_claims_request(data.get("claims")),
-        }
-        lifetime = current_app.config.get("OIDC_CODE_LIFETIME", 60)
-        get_store().put(code_key(code), value, lifetime)
+        issued = IssuedCode(
+            grant_id=str(grant.id), client_id=client.client_id, citizen_id=str(request.user.id),
+            redirect_uri=data.get("redirect_uri"), scope=request.scope, nonce=data.get("nonce"),
+            code_challenge=data.get("code_challenge"),
+            code_challenge_method=data.get("code_challenge_method"),
+            auth_time=authn.auth_time, acr=authn.acr, amr=list(authn.amr), sid=authn.sid,
+            claims_request=claimsmod.parse_claims_request(data.get("claims")),
+        )
+        state.codes.put(issued, code_digest(code))
 
     def query_authorization_code(self, code: str, client: Client) -> AuthorizationCode | None:
         if not code or len(code) > 256:
             return None
-        store = get_store()
-        key = code_key(code)
-        data = store.take(key)
-        if data is None:
-            spent = store.get("spent-" + key)
+        digest = code_digest(code)
+        issued = state.codes.take(digest)
+        if issued is None:
+            spent = state.spent_codes.get(digest)
             if spent is not None:
                 # RFC 6749 §4.1.2 / RFC 9700 §4.5: a code used twice revokes what it issued.
-                tokens.revoke_grant(spent["grant_id"], "code_replay")
-                audit.append("code_replayed", client_id=client.client_id, grant_id=spent["grant_id"])
+                revocation.revoke_grant(spent.grant_id, "code_replay")
+                audit.append("code_replayed", client_id=client.client_id, grant_id=spent.grant_id)
             return None
-        store.put("spent-" + key, {"grant_id": data["grant_id"]},
-                  current_app.config["IDP"].refresh_token_lifetime)
-        if data["client_id"] != client.client_id:
-            audit.append("code_wrong_client", client_id=client.client_id, grant_id=data["grant_id"])
+        state.spent_codes.put(SpentCode(grant_id=issued.grant_id), digest)
+        if issued.client_id != client.client_id:
+            audit.append("code_wrong_client", client_id=client.client_id, grant_id=issued.grant_id)
             return None
-        return AuthorizationCode(data)
+        return AuthorizationCode(dataclasses.asdict(issued))
 
     def delete_authorization_code(self, authorization_code: AuthorizationCode) -> None:
         """Nothing to do: the store's take-once already removed it."""
@@ -146,7 +150,7 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
     """Refresh tokens rotate on every use; a rotated one presented again revokes the grant
     (RFC 9700 §4.14.2)."""
 
-    TOKEN_ENDPOINT_AUTH_METHODS = AUTH_METHODS
+    TOKEN_ENDPOINT_AUTH_METHODS = list(AUTH_METHODS)
     INCLUDE_NEW_REFRESH_TOKEN = True
 
     def authenticate_refresh_token(self, refresh_token: str) -> tokens.IssuedToken | None:
@@ -186,7 +190,7 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
 
     @staticmethod
     def _reused(row: Any) -> None:
-        tokens.revoke_grant(row.grant_id, "refresh_token_reuse")
+        revocation.revoke_grant(row.grant_id, "refresh_token_reuse")
         audit.append("refresh_token_reuse", citizen_id=row.citizen_id, client_id=row.client_id,
                      grant_id=str(row.grant_id))
 

@@ -20,8 +20,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from flask import current_app
 from joserfc.jwk import ECKey, KeySet, RSAKey
-from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy import select, text, update
 from sqlalchemy.orm import Session
 
 from idp.models import SigningKey
@@ -55,23 +54,31 @@ def new_key(session: Session, alg: str, state: str) -> SigningKey:
     return row
 
 
-def ensure_keys(session: Session) -> None:
-    """Create a current and a next key per algorithm when missing (a fresh install)."""
-    have = {(k.alg, k.state) for k in session.scalars(
+_KEYS_LOCK = 0x5A7D_0CE7  # PostgreSQL advisory lock id for creating the first keys
+
+
+def _live(session: Session) -> set[tuple[str, str]]:
+    return {(k.alg, k.state) for k in session.scalars(
         select(SigningKey).where(SigningKey.state.in_(("current", "next"))))}
-    created = False
+
+
+def ensure_keys(session: Session) -> None:
+    """Create a current and a next key per algorithm when missing (a fresh install), in the unit of
+    work. Workers starting together on an empty database queue on a lock and the later ones find
+    the keys made (PostgreSQL: an advisory lock; SQLite: the write lock, taken by a no-op write)."""
+    if len(_live(session)) == 2 * len(ALGORITHMS):
+        return
+    conn = session.connection()
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _KEYS_LOCK})
+    else:
+        conn.execute(text("UPDATE oidc_signing_key SET kid = kid WHERE 0 = 1"))
+    have = _live(session)
     for alg in ALGORITHMS:
         for state in ("current", "next"):
             if (alg, state) not in have:
                 new_key(session, alg, state)
-                created = True
-    if created:
-        try:
-            session.commit()
-        except (IntegrityError, OperationalError):
-            # Another worker created them first: PostgreSQL refuses ours by the unique index on live
-            # keys; SQLite refuses the write of a transaction that read before the other's commit.
-            session.rollback()
+    session.flush()
 
 
 def _longest_lifetime() -> int:
@@ -102,7 +109,6 @@ def rotate(session: Session) -> list[tuple[str, str, str]]:
     session.execute(update(SigningKey).where(SigningKey.state == "retired",
                                              SigningKey.retired_at < cutoff)
                     .values(state="removed"))
-    session.commit()
     return changes
 
 

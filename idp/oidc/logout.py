@@ -1,10 +1,10 @@
 """Logout: RP-initiated (OIDC RP-Initiated Logout 1.0) and back-channel (OIDC Back-Channel Logout 1.0).
 
-Whenever an SSO session ends (``session_ended``), a logout token is queued in the database for
-every portal the session signed in to that registered a ``backchannel_logout_uri``. Delivery starts
-at once in a short background thread; ``flask logout deliver`` retries what failed, with
-exponential backoff. Rows are claimed with a conditional UPDATE (status and lease), so any number of
-workers can deliver side by side without sending a token twice at the same time.
+Whenever an SSO session ends (``session_ended``), a logout token is queued, in the unit of work that
+ended it, for every portal the session signed in to that registered a ``backchannel_logout_uri``.
+Delivery starts once that work commits, in a short background thread; ``flask logout deliver``
+retries what failed, with exponential backoff. Rows are claimed with a conditional UPDATE (status and
+lease), so any number of workers can deliver side by side without sending a token twice at the same time.
 """
 
 from __future__ import annotations
@@ -14,19 +14,19 @@ import logging
 import secrets
 import threading
 import time
-import uuid
 from typing import Any
 
 import requests
 from authlib.oauth2.rfc6749.errors import InvalidRequestError
 from authlib.oidc.rpinitiated import EndSessionEndpoint
-from flask import Flask, current_app, g, has_request_context
+from flask import Flask, current_app, has_request_context
 from joserfc import jws, jwt
 from sqlalchemy import or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from idp import audit
 from idp.auth import session as sso
+from idp.db import get_session
 from idp.models import Client, LogoutDelivery
 from idp.models.base import utcnow
 from idp.oidc import keys
@@ -39,14 +39,19 @@ DELIVERY_TIMEOUT = 2.0
 MAX_ATTEMPTS = 8
 LEASE_SECONDS = 30
 LOGOUT_TOKEN_LIFETIME = 120
+_QUEUED = "backchannel_logout_queued"  # Session.info: deliveries to start once the work commits
 
 
 class EndSession(EndSessionEndpoint):
-    """RP-Initiated Logout §2–§3 on Authlib's endpoint; the session ends through ``sso.end``."""
+    """RP-Initiated Logout §2–§3 on Authlib's endpoint; the session ends through ``sso.end``.
+
+    Without a valid ``id_token_hint`` the citizen is asked first (§6); ``ConfirmedEndSession``
+    finishes such a request once they said yes.
+    """
+
+    confirmed = False
 
     def get_server_jwks(self) -> Any:
-        from idp.db import get_session
-
         return keys.public_key_set(get_session())
 
     def _validate_id_token_hint(self, id_token_hint: str) -> dict[str, Any]:
@@ -55,7 +60,7 @@ class EndSession(EndSessionEndpoint):
         Access tokens (``typ: at+jwt``) and logout tokens carry the same signature; taken as a
         hint they would let a script holding one log the citizen out without asking.
         """
-        claims = super()._validate_id_token_hint(id_token_hint)
+        claims: dict[str, Any] = super()._validate_id_token_hint(id_token_hint)
         header = jws.extract_compact(id_token_hint.encode()).headers()  # verified by the parent
         if header.get("typ", "JWT") != "JWT" or claims.get("iss") != current_app.config["IDP"].issuer \
                 or not claims.get("sid") or not claims.get("aud"):
@@ -64,23 +69,29 @@ class EndSession(EndSessionEndpoint):
 
     def is_post_logout_redirect_uri_legitimate(self, request: Any, post_logout_redirect_uri: str,
                                                client: Any, logout_hint: str | None) -> bool:
-        # Without a valid id_token_hint the citizen confirmed on our page (§6); the URI is still
-        # checked by exact match against the portal's registration.
-        return bool(g.get("logout_confirmed"))
+        # Without a valid id_token_hint only the citizen's confirmation makes it legitimate; the URI
+        # is still checked by exact match against the portal's registration.
+        return self.confirmed
 
     def end_session(self, end_session_request: Any) -> None:
-        current = g.get("sso")
+        current = sso.current()
         if current is None:
             return
         claims = end_session_request.id_token_claims
-        if claims is not None and claims.get("sid") != current.sid \
-                and not g.get("logout_confirmed"):
+        if claims is not None and claims.get("sid") != current.sid and not self.confirmed:
             return  # a hint for another session: this browser's session stays
         citizen_id = current.citizen_id
         sso.end(current, reason="rp_logout")
         client = end_session_request.client
         audit.append("logout", actor=f"citizen:{citizen_id}", citizen_id=citizen_id,
                      client_id=client.client_id if client else None, kind="rp_initiated")
+
+
+class ConfirmedEndSession(EndSession):
+    """The same request after the citizen confirmed the logout on SatuID's page."""
+
+    ENDPOINT_NAME = "end_session_confirmed"
+    confirmed = True
 
 
 # ---- back-channel logout -------------------------------------------------------------------------
@@ -99,23 +110,20 @@ def logout_token(session: Session, client: Client, citizen_id: str, sid: str) ->
     return jwt.encode({"alg": alg, "kid": key.kid, "typ": "logout+jwt"}, claims, key)
 
 
-def queue_logout(app: Flask, sid: str, citizen_id: str, client_ids: list[str]) -> list[int]:
-    """Queue a logout token per portal with a back-channel URI; commits its own transaction."""
-    maker = app.extensions["idp.sessionmaker"]
+def queue_logout(session: Session, sid: str, citizen_id: str, client_ids: list[str]) -> list[int]:
+    """Queue a logout token per portal with a back-channel URI, in ``session``'s unit of work."""
     ids = []
-    with maker() as session:
-        for client_id in client_ids:
-            client = session.get(Client, client_id)
-            if client is None or not client.backchannel_logout_uri:
-                continue
-            row = LogoutDelivery(client_id=client_id, citizen_id=citizen_id, sid=sid,
-                                 uri=client.backchannel_logout_uri,
-                                 logout_token=logout_token(session, client, citizen_id, sid),
-                                 next_attempt_at=utcnow())
-            session.add(row)
-            session.flush()
-            ids.append(row.id)
-        session.commit()
+    for client_id in client_ids:
+        client = session.get(Client, client_id)
+        if client is None or not client.backchannel_logout_uri:
+            continue
+        row = LogoutDelivery(client_id=client_id, citizen_id=citizen_id, sid=sid,
+                             uri=client.backchannel_logout_uri,
+                             logout_token=logout_token(session, client, citizen_id, sid),
+                             next_attempt_at=utcnow())
+        session.add(row)
+        session.flush()
+        ids.append(row.id)
     return ids
 
 
@@ -129,14 +137,14 @@ def _claim(session: Session, delivery_id: int) -> bool:
                    or_(LogoutDelivery.lease_until.is_(None), LogoutDelivery.lease_until < now))
             .values(lease_until=now + dt.timedelta(seconds=LEASE_SECONDS),
                     attempts=LogoutDelivery.attempts + 1))
-    claimed = session.execute(stmt).rowcount == 1
+    claimed = session.execute(stmt).rowcount == 1  # type: ignore[attr-defined]
     session.commit()
     return claimed
 
 
 def deliver_one(app: Flask, delivery_id: int) -> str | None:
     """POST one logout token (§2.5); record the outcome. Returns the new status, or None if skipped."""
-    maker = app.extensions["idp.sessionmaker"]
+    maker = _sessions(app)
     with maker() as session:
         if not _claim(session, delivery_id):
             return None
@@ -159,16 +167,15 @@ def deliver_one(app: Flask, delivery_id: int) -> str | None:
             row.status, row.last_error = "retry", error
             row.next_attempt_at = now + dt.timedelta(seconds=5 * 2 ** (row.attempts - 1))
         row.lease_until = None
+        audit.append("backchannel_logout", session=session, citizen_id=row.citizen_id,
+                     client_id=row.client_id, status=row.status, attempts=row.attempts, error=error)
         session.commit()
-        audit.append("backchannel_logout", engine=app.extensions["idp.engine"],
-                     citizen_id=row.citizen_id, client_id=row.client_id, status=row.status,
-                     attempts=row.attempts, error=error)
         return row.status
 
 
 def deliver_due(app: Flask, limit: int = 100) -> dict[str, int]:
     """Deliver every due row (the retry command and tests)."""
-    maker = app.extensions["idp.sessionmaker"]
+    maker = _sessions(app)
     with maker() as session:
         due = session.scalars(select(LogoutDelivery.id).where(
             LogoutDelivery.status.in_(("pending", "retry")),
@@ -193,33 +200,29 @@ def _deliver_in_background(app: Flask, ids: list[int]) -> None:
     threading.Thread(target=run, name="backchannel-logout", daemon=True).start()
 
 
+def _sessions(app: Flask) -> sessionmaker[Session]:
+    maker: sessionmaker[Session] = app.extensions["idp.sessionmaker"]
+    return maker
+
+
 def on_session_ended(app: Flask, *, sid: str, citizen_id: str, client_ids: list[str],
                      reason: str, **_: Any) -> None:
+    """``session_ended``: queue the portals' logout tokens in the work that ended the session."""
     if not client_ids:
         return
-    ids = queue_logout(app, sid, citizen_id, client_ids)
+    session = get_session()
+    session.info.setdefault(_QUEUED, []).extend(queue_logout(session, sid, citizen_id, client_ids))
+
+
+def deliver_queued(session: Session) -> None:
+    """``after_commit``: deliver what the committed work queued, in the background during a request
+    (the citizen does not wait for portals) and at once elsewhere (commands, tests)."""
+    ids: list[int] = session.info.pop(_QUEUED, [])
     if not ids:
         return
+    app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
     if has_request_context() and not app.config.get("OIDC_SYNC_LOGOUT_DELIVERY"):
         _deliver_in_background(app, ids)
     else:
         for delivery_id in ids:
             deliver_one(app, delivery_id)
-
-
-def init_app(app: Flask) -> None:
-    def receiver(sender: Flask, **kwargs: Any) -> None:
-        if sender is app:
-            on_session_ended(app, **kwargs)
-
-    def revoke(sender: Flask, *, citizen_id: str, reason: str, **_: Any) -> None:
-        if sender is app:
-            from idp.oidc.tokens import revoke_grants
-
-            revoke_grants(uuid.UUID(citizen_id), None, reason)
-
-    # Keep strong references: blinker holds receivers weakly.
-    app.extensions["idp.oidc.logout_receiver"] = receiver
-    app.extensions["idp.oidc.revoke_receiver"] = revoke
-    sso.session_ended.connect(receiver)
-    sso.access_revoked.connect(revoke)

@@ -12,19 +12,20 @@ from typing import Any
 
 from authlib.oauth2.rfc6749 import InvalidRequestError, OAuth2Error
 
+from idp import state
 from idp.oidc import params as request_params
-from idp.oidc.grants import AUTH_METHODS
+from idp.oidc.clients import AUTH_METHODS
 from idp.oidc.server import SatuIDServer
-from idp.store import get_store
+from idp.state import PushedRequest
 
 REQUEST_URI_PREFIX = "urn:ietf:params:oauth:request_uri:"
-LIFETIME = 90
+LIFETIME = 90  # must agree with state.pushed_requests
 
 
 def push(server: SatuIDServer, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
     """Authenticate the client, validate the request, store it. Raises OAuth2Error."""
     request = server.create_oauth2_request(None)
-    client = server.authenticate_client(request, AUTH_METHODS, endpoint="par")
+    client = server.authenticate_client(request, list(AUTH_METHODS), endpoint="par")
     if "request_uri" in form:
         raise InvalidRequestError("request_uri is not allowed in a pushed request (RFC 9126 §2.1).")
     if form.get("client_id", client.client_id) != client.client_id:
@@ -44,7 +45,8 @@ def push(server: SatuIDServer, form: dict[str, str]) -> tuple[int, dict[str, Any
         error.error = failure.error
         raise error from failure
     handle = secrets.token_urlsafe(32)
-    get_store().put(f"par:{handle}", {"client_id": client.client_id, "params": params}, LIFETIME)
+    state.pushed_requests.put(PushedRequest(client_id=client.client_id, params=params), handle,
+                              ttl=LIFETIME)
     return 201, {"request_uri": REQUEST_URI_PREFIX + handle, "expires_in": LIFETIME}
 
 
@@ -52,7 +54,7 @@ def take(request_uri: str, client_id: str) -> dict[str, str] | None:
     """The pushed parameters for a request_uri, once; None when unknown, expired or another client's."""
     if not request_uri.startswith(REQUEST_URI_PREFIX) or len(request_uri) > 200:
         return None
-    entry = get_store().take("par:" + request_uri[len(REQUEST_URI_PREFIX):])
-    if entry is None or entry["client_id"] != client_id:
+    entry = state.pushed_requests.take(request_uri[len(REQUEST_URI_PREFIX):])
+    if entry is None or entry.client_id != client_id:
         return None
-    return entry["params"]
+    return entry.params

@@ -17,17 +17,22 @@ from flask import request as flask_request
 
 from idp.db import get_session
 from idp.models import Client
-from idp.oidc import clients, grants, tokens
+from idp.oidc import clients, grants, logout, tokens
 from idp.oidc.claims import SUPPORTED_SCOPES
 
 
 class StoredRequest(OAuth2Request):
-    """An authorization request rebuilt from parameters kept server-side (an interaction or PAR)."""
+    """An authorization request rebuilt from parameters kept server-side (an interaction or PAR).
+
+    ``/authorize`` sets ``authentication`` before it asks for a code: what the code will say about
+    how the citizen authenticated (``save_authorization_code`` reads it).
+    """
 
     def __init__(self, params: dict[str, str]) -> None:
         super().__init__("GET", current_app.config["IDP"].issuer + "/authorize", headers={})
         self.payload = BasicOAuth2Payload(dict(params))
         self._params = params
+        self.authentication: grants.Authentication | None = None
 
     @property
     def args(self) -> dict[str, str]:
@@ -38,11 +43,12 @@ class StoredRequest(OAuth2Request):
         return {}
 
 
-class Issuer(IssuerParameter):
+class Issuer(IssuerParameter):  # type: ignore[misc]
     """RFC 9207: ``iss`` in every authorization response, errors included."""
 
     def get_issuer(self) -> str:
-        return current_app.config["IDP"].issuer
+        issuer: str = current_app.config["IDP"].issuer
+        return issuer
 
 
 class SatuIDServer(AuthorizationServer):
@@ -74,9 +80,8 @@ class SatuIDServer(AuthorizationServer):
         return response
 
 
-def create_server(app: Flask) -> SatuIDServer:
-    from idp.oidc.logout import EndSession
-
+def init_app(app: Flask) -> SatuIDServer:
+    """The authorization server with SatuID's grants, endpoints and client authentication."""
     server = SatuIDServer()
     server.init_app(app)
     server.scopes_supported = list(SUPPORTED_SCOPES)
@@ -86,7 +91,8 @@ def create_server(app: Flask) -> SatuIDServer:
     server.register_grant(grants.RefreshTokenGrant)
     server.register_endpoint(tokens.TokenRevocation)
     server.register_endpoint(tokens.TokenIntrospection)
-    server.register_endpoint(EndSession)
+    server.register_endpoint(logout.EndSession)
+    server.register_endpoint(logout.ConfirmedEndSession)
     server.register_extension(Issuer())
     server.register_client_auth_method("private_key_jwt", clients.PrivateKeyJWT())
     app.extensions["idp.oidc"] = server
@@ -94,4 +100,5 @@ def create_server(app: Flask) -> SatuIDServer:
 
 
 def get_server() -> SatuIDServer:
-    return current_app.extensions["idp.oidc"]
+    server: SatuIDServer = current_app.extensions["idp.oidc"]
+    return server

@@ -1,8 +1,6 @@
 """Access tokens (RFC 9068 JWTs), refresh tokens (opaque, hashed), revocation and introspection.
 
-Every token row carries its grant id; ``revoke_grant`` revokes a whole family at once (a replayed
-code, RFC 6749 §4.1.2; a reused rotated refresh token, RFC 9700 §4.14.2), and ``revoke_grants`` every
-family of a citizen (consent withdrawn, password reset).
+Every token row carries its grant id, so ``idp.revocation`` can revoke a whole family at once.
 """
 
 from __future__ import annotations
@@ -25,11 +23,13 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from sqlalchemy import select, update
 
-from idp import audit
+from idp import audit, revocation
+from idp.config import Settings
 from idp.db import get_session
 from idp.models import Citizen, Client, Grant, Token
 from idp.models.base import utcnow
 from idp.oidc import keys
+from idp.oidc.clients import AUTH_METHODS
 from idp.oidc.pairwise import pairwise_subject
 
 
@@ -37,8 +37,9 @@ def _hash(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()
 
 
-def _settings():  # type: ignore[no-untyped-def]
-    return current_app.config["IDP"]
+def _settings() -> Settings:
+    settings: Settings = current_app.config["IDP"]
+    return settings
 
 
 class AccessTokenGenerator(JWTBearerTokenGenerator):
@@ -92,63 +93,16 @@ def save(token: dict[str, Any], context: dict[str, Any], client: Client, citizen
         refresh_scope = context.get("refresh_scope")
         row.refresh_scope = refresh_scope if refresh_scope not in (None, row.scope) else None
         row.refresh_expires_at = now + dt.timedelta(seconds=_settings().refresh_token_lifetime)
-    session = get_session()
-    session.add(row)
-    session.commit()
+    get_session().add(row)
     return row
-
-
-def revoke_grant(grant_id: str | uuid.UUID, reason: str) -> None:
-    """Revoke a grant and every token issued from it."""
-    session = get_session()
-    gid = uuid.UUID(str(grant_id))
-    now = utcnow()
-    session.execute(update(Grant).where(Grant.id == gid, Grant.revoked_at.is_(None))
-                    .values(revoked_at=now, revoked_reason=reason))
-    session.execute(update(Token).where(Token.grant_id == gid, Token.access_revoked_at.is_(None))
-                    .values(access_revoked_at=now))
-    session.execute(update(Token).where(Token.grant_id == gid, Token.refresh_revoked_at.is_(None))
-                    .values(refresh_revoked_at=now))
-    session.commit()
-    grant = session.get(Grant, gid)
-    audit.append("grant_revoked", citizen_id=grant.citizen_id if grant else None,
-                 client_id=grant.client_id if grant else None, grant_id=str(gid), reason=reason)
 
 
 def claim_refresh(row: Token) -> bool:
     """Mark a refresh token used, atomically: of two concurrent uses one wins, the other is a reuse."""
-    session = get_session()
-    claimed = session.execute(update(Token).where(Token.id == row.id, Token.refresh_used_at.is_(None))
-                              .values(refresh_used_at=utcnow())).rowcount
-    session.commit()
-    return bool(claimed)
-
-
-def revoke_grants(citizen_id: uuid.UUID, client_id: str | None, reason: str) -> int:
-    """Revoke every live grant of a citizen, for one portal (consent withdrawn) or all of them
-    (password reset, operator), with every access and refresh token issued from them.
-
-    Bulk updates and one audit event: a citizen may have thousands of grants over the years.
-    """
-    session = get_session()
-    now = utcnow()
-    grants = update(Grant).where(Grant.citizen_id == citizen_id, Grant.revoked_at.is_(None))
-    # Expired tokens are dead already; only live ones need marking (the grant covers the rest).
-    access = update(Token).where(Token.citizen_id == citizen_id, Token.access_revoked_at.is_(None),
-                                 Token.access_expires_at > now)
-    refresh = update(Token).where(Token.citizen_id == citizen_id, Token.refresh_hash.is_not(None),
-                                  Token.refresh_revoked_at.is_(None), Token.refresh_expires_at > now)
-    if client_id is not None:
-        grants = grants.where(Grant.client_id == client_id)
-        access = access.where(Token.client_id == client_id)
-        refresh = refresh.where(Token.client_id == client_id)
-    count = session.execute(grants.values(revoked_at=now, revoked_reason=reason)).rowcount
-    session.execute(access.values(access_revoked_at=now))
-    session.execute(refresh.values(refresh_revoked_at=now))
-    session.commit()
-    audit.append("grants_revoked", citizen_id=citizen_id, client_id=client_id, count=count,
-                 reason=reason)
-    return count
+    result = get_session().execute(update(Token).where(Token.id == row.id,
+                                                       Token.refresh_used_at.is_(None))
+                                   .values(refresh_used_at=utcnow()))
+    return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
 class IssuedToken(TokenMixin):
@@ -238,18 +192,17 @@ def find_token(value: str, hint: str | None) -> IssuedToken | None:
 class TokenRevocation(RevocationEndpoint):
     """RFC 7009. Revoking a refresh token revokes its grant (§2.1: SHOULD also revoke access tokens)."""
 
-    CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"]
+    CLIENT_AUTH_METHODS = list(AUTH_METHODS)
 
     def query_token(self, token_string: str, token_type_hint: str | None) -> IssuedToken | None:
         return find_token(token_string, token_type_hint)
 
     def revoke_token(self, token: IssuedToken, request: Any) -> None:
         if token.kind == "refresh_token":
-            revoke_grant(token.row.grant_id, "revoked_by_client")
+            revocation.revoke_grant(token.row.grant_id, "revoked_by_client")
             return
-        session = get_session()
-        session.execute(update(Token).where(Token.id == token.row.id).values(access_revoked_at=utcnow()))
-        session.commit()
+        get_session().execute(update(Token).where(Token.id == token.row.id)
+                              .values(access_revoked_at=utcnow()))
         audit.append("token_revoked", citizen_id=token.row.citizen_id, client_id=token.row.client_id,
                      kind="access")
 
@@ -257,7 +210,7 @@ class TokenRevocation(RevocationEndpoint):
 class TokenIntrospection(IntrospectionEndpoint):
     """RFC 7662: a client authenticates and sees only its own tokens (others are ``active: false``)."""
 
-    CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"]
+    CLIENT_AUTH_METHODS = list(AUTH_METHODS)
 
     def query_token(self, token_string: str, token_type_hint: str | None) -> IssuedToken | None:
         return find_token(token_string, token_type_hint)

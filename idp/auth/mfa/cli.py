@@ -9,10 +9,13 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
+from idp import audit
+from idp.auth.mfa import totp
+from idp.identity.cli import ensure_demo_citizen, insert_residents
 from idp.identity.synthetic import DemoPerson
+from idp.models.base import utcnow
 
 DEMO_TOTP_SECRET = "SATUIDDEMOTOTPSECRETJAKARTA23456"
 DEMO_TOTP_CITIZEN = DemoPerson("Ayu Kartika", "F", dt.date(1996, 5, 21), "317106", 8, "Cikini",
@@ -22,22 +25,14 @@ DEMO_TOTP_CITIZEN = DemoPerson("Ayu Kartika", "F", dt.date(1996, 5, 21), "317106
 
 def seed_demo_totp(session: Session) -> list[dict[str, Any]]:
     """Create (once) the demo citizen and her confirmed authenticator; return her JSON line."""
-    from idp import audit
-    from idp.auth.mfa import totp
-    from idp.identity.cli import ensure_demo_citizen, insert_residents
-    from idp.models.base import utcnow
-
     person = DEMO_TOTP_CITIZEN
-    engine = session.get_bind()
-    assert isinstance(engine, Engine)
-    insert_residents(engine, [person.resident_row()])
+    insert_residents(session.connection(), [person.resident_row()])
     citizen = ensure_demo_citizen(session, person)
     if totp.authenticator_of(session, citizen) is None:
         totp.begin_enrolment(session, citizen, secret=DEMO_TOTP_SECRET)
         auth = totp.authenticator_of(session, citizen)
         assert auth is not None
         auth.confirmed_at = utcnow()
-        session.commit()
         audit.append("mfa_totp_added", actor="operator:seed-demo", citizen_id=citizen.id,
                      source="demo")
     return [{"nik": person.nik, "name": person.full_name, "password": person.password,

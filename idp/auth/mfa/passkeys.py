@@ -3,7 +3,8 @@
 The relying party id and origin come from the settings (``IDP_WEBAUTHN_RP_ID``,
 ``IDP_WEBAUTHN_ORIGIN``). User verification is required in both ceremonies, so a passkey proves
 possession and a PIN or biometric at once: level 3. Challenges live in the store, keyed on the SSO
-session, and are taken once (§13.4.3: a challenge must not be reused).
+session, and are taken once (§13.4.3: a challenge must not be reused). The user name an
+authenticator shows is the masked NIK.
 """
 
 from __future__ import annotations
@@ -33,12 +34,13 @@ from webauthn.helpers.structs import (
     UserVerificationRequirement,
 )
 
+from idp import state
+from idp.identity import nik as nikmod
 from idp.models import Citizen
 from idp.models.base import utcnow
 from idp.models.mfa import Passkey
-from idp.store import get_store
+from idp.state import WebauthnChallenge
 
-CHALLENGE_TTL = 5 * 60
 TIMEOUT_MS = 120_000
 
 
@@ -76,7 +78,7 @@ def registration_options(session: Session, citizen: Citizen, ceremony: str) -> s
         rp_id=rp_id,
         rp_name="SatuID",
         user_id=citizen.id.bytes,  # random, carries no personal data (§14.6.1)
-        user_name=citizen.nik,
+        user_name=nikmod.mask(citizen.nik),  # shown by authenticators: never the whole NIK
         user_display_name=citizen.full_name,
         timeout=TIMEOUT_MS,
         authenticator_selection=AuthenticatorSelectionCriteria(
@@ -85,22 +87,22 @@ def registration_options(session: Session, citizen: Citizen, ceremony: str) -> s
         ),
         exclude_credentials=_descriptors(passkeys_of(session, citizen)),
     )
-    get_store().put(f"webauthn-reg:{ceremony}",
-                    {"challenge": bytes_to_base64url(options.challenge),
-                     "citizen_id": str(citizen.id)}, CHALLENGE_TTL)
+    state.passkey_registrations.put(
+        WebauthnChallenge(challenge=bytes_to_base64url(options.challenge), citizen_id=str(citizen.id)),
+        ceremony)
     return options_to_json(options)
 
 
 def register(session: Session, citizen: Citizen, ceremony: str, credential: dict[str, Any],
              name: str) -> Passkey:
-    pending = get_store().take(f"webauthn-reg:{ceremony}")
-    if pending is None or pending["citizen_id"] != str(citizen.id):
+    pending = state.passkey_registrations.take(ceremony)
+    if pending is None or pending.citizen_id != str(citizen.id):
         raise PasskeyRejected("no registration in progress")
     rp_id, origin = _settings()
     try:
         verified = verify_registration_response(
             credential=credential,
-            expected_challenge=base64url_to_bytes(pending["challenge"]),
+            expected_challenge=base64url_to_bytes(pending.challenge),
             expected_rp_id=rp_id,
             expected_origin=origin,
             require_user_verification=True,
@@ -135,17 +137,17 @@ def authentication_options(session: Session, citizen: Citizen, ceremony: str) ->
         allow_credentials=_descriptors(passkeys_of(session, citizen)),
         user_verification=UserVerificationRequirement.REQUIRED,
     )
-    get_store().put(f"webauthn-auth:{ceremony}",
-                    {"challenge": bytes_to_base64url(options.challenge),
-                     "citizen_id": str(citizen.id)}, CHALLENGE_TTL)
+    state.passkey_assertions.put(
+        WebauthnChallenge(challenge=bytes_to_base64url(options.challenge), citizen_id=str(citizen.id)),
+        ceremony)
     return options_to_json(options)
 
 
 def authenticate(session: Session, citizen: Citizen, ceremony: str,
                  credential: dict[str, Any]) -> Passkey:
     """Verify an assertion; returns the passkey used (user verification was required)."""
-    pending = get_store().take(f"webauthn-auth:{ceremony}")
-    if pending is None or pending["citizen_id"] != str(citizen.id):
+    pending = state.passkey_assertions.take(ceremony)
+    if pending is None or pending.citizen_id != str(citizen.id):
         raise PasskeyRejected("no authentication in progress")
     try:
         raw_id = base64url_to_bytes(str(credential.get("rawId") or credential.get("id") or ""))
@@ -159,7 +161,7 @@ def authenticate(session: Session, citizen: Citizen, ceremony: str,
     try:
         verified = verify_authentication_response(
             credential=credential,
-            expected_challenge=base64url_to_bytes(pending["challenge"]),
+            expected_challenge=base64url_to_bytes(pending.challenge),
             expected_rp_id=rp_id,
             expected_origin=origin,
             credential_public_key=passkey.public_key,

@@ -21,10 +21,12 @@ from flask import current_app
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from idp import codes, state
+from idp.identity import nik as nikmod
 from idp.models import Citizen
 from idp.models.base import utcnow
 from idp.models.mfa import TotpAuthenticator
-from idp.store import get_store
+from idp.state import Stamp
 
 ISSUER_NAME = "SatuID"
 STEP = 30
@@ -73,7 +75,7 @@ def begin_enrolment(session: Session, citizen: Citizen, secret: str | None = Non
 
 def provisioning_uri(secret: str, citizen: Citizen) -> str:
     # Label: the masked NIK, so a screenshot of the phone does not leak the whole number.
-    label = f"{citizen.nik[:6]}******{citizen.nik[-4:]}"
+    label = nikmod.mask(citizen.nik)
     return pyotp.TOTP(secret).provisioning_uri(name=label, issuer_name=ISSUER_NAME)
 
 
@@ -89,10 +91,10 @@ def secret_of(auth: TotpAuthenticator) -> str:
 def check_code(auth: TotpAuthenticator, code: str, now: float | None = None) -> bool:
     """Accept a code once: it must match a step within the window and not have been used.
 
-    The matching step is claimed with ``put_if_absent`` on ``totp-used:<citizen>:<step>``; a code
-    shown again within its window (a replay, or a phished code used twice) is refused.
+    The matching step is claimed once (``state.totp_steps_used``); a code shown again within its
+    window (a replay, or a phished code used twice) is refused.
     """
-    code = "".join(ch for ch in code if ch.isdigit())
+    code = codes.digits(code)
     if len(code) != 6:
         return False
     now = time.time() if now is None else now
@@ -100,9 +102,8 @@ def check_code(auth: TotpAuthenticator, code: str, now: float | None = None) -> 
     current = int(now // STEP)
     for step in range(current - VALID_WINDOW, current + VALID_WINDOW + 1):
         if hmac.compare_digest(totp.at(step * STEP), code):
-            return get_store().put_if_absent(
-                f"totp-used:{auth.citizen_id}:{step}", {"at": int(now)},
-                STEP * (2 * VALID_WINDOW + 2))
+            return state.totp_steps_used.put_if_absent(
+                Stamp(at=int(now)), str(auth.citizen_id), str(step), ttl=STEP * (2 * VALID_WINDOW + 2))
     return False
 
 

@@ -1,0 +1,1 @@
+"""Registration: a resident of the population registry opens their SatuID account (pages)."""

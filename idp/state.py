@@ -1,0 +1,322 @@
+"""The catalogue of short-lived state: every kind of record SatuID keeps in the store, in one place.
+
+Each entry names its key shape, its lifetime and the type of its value (a dataclass), the way
+node-oidc-provider has one adapter model per kind. Nothing else builds store keys: modules call the
+entries' small functions (``put``, ``get``, ``take``, ``delete``, ``incr``, ``add``...). Values are
+written as JSON objects; fields a newer release added are ignored when read, so workers of two
+releases can share the store during a rolling deploy.
+
+Keys never hold a NIK, an address or a secret in clear: callers pass digests (``digest``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from flask import current_app
+
+from idp.config import Settings
+from idp.store import Store, get_store
+
+V = TypeVar("V")
+
+#: A lifetime in seconds, or a function of the settings (read when the record is written).
+Lifetime = int | Callable[[Settings], int]
+
+
+def digest(value: str) -> str:
+    """A short SHA-256 of a personal value (a NIK, an address) for use inside a key."""
+    return hashlib.sha256(value.encode()).hexdigest()[:32]
+
+
+def _seconds(lifetime: Lifetime) -> int:
+    if isinstance(lifetime, int):
+        return lifetime
+    return lifetime(current_app.config["IDP"])
+
+
+class _Kind:
+    def __init__(self, prefix: str, ttl: Lifetime) -> None:
+        self.prefix = prefix
+        self.ttl = ttl
+
+    def key(self, *parts: str) -> str:
+        return ":".join((self.prefix, *parts))
+
+    @property
+    def store(self) -> Store:
+        return get_store()
+
+    def lifetime(self, ttl: int | None) -> int:
+        return _seconds(self.ttl) if ttl is None else ttl
+
+    def delete(self, *parts: str) -> None:
+        self.store.delete(self.key(*parts))
+
+    def remaining(self, *parts: str) -> int:
+        """Seconds before the record expires; 0 when there is none."""
+        return self.store.ttl(self.key(*parts))
+
+
+class Record(_Kind, Generic[V]):
+    """Records of one dataclass type under ``prefix:<parts>``."""
+
+    def __init__(self, prefix: str, value: type[V], ttl: Lifetime) -> None:
+        super().__init__(prefix, ttl)
+        self.value = value
+        fields = dataclasses.fields(value)  # type: ignore[arg-type]
+        self._fields = {f.name for f in fields if not f.metadata.get("transient")}
+
+    def encode(self, value: V) -> dict[str, Any]:
+        data = dataclasses.asdict(value)  # type: ignore[call-overload]
+        return {k: v for k, v in data.items() if k in self._fields}
+
+    def decode(self, data: dict[str, Any] | None) -> V | None:
+        if data is None:
+            return None
+        return self.value(**{k: v for k, v in data.items() if k in self._fields})
+
+    def put(self, value: V, *parts: str, ttl: int | None = None) -> None:
+        self.store.put(self.key(*parts), self.encode(value), self.lifetime(ttl))
+
+    def put_if_absent(self, value: V, *parts: str, ttl: int | None = None) -> bool:
+        return self.store.put_if_absent(self.key(*parts), self.encode(value), self.lifetime(ttl))
+
+    def get(self, *parts: str) -> V | None:
+        return self.decode(self.store.get(self.key(*parts)))
+
+    def take(self, *parts: str) -> V | None:
+        """Return and delete at once: of two concurrent callers only one gets the record."""
+        return self.decode(self.store.take(self.key(*parts)))
+
+
+class Counter(_Kind):
+    """A number that starts at 1 and expires ``ttl`` seconds after its first increment."""
+
+    def incr(self, *parts: str, ttl: int | None = None) -> int:
+        return self.store.incr(self.key(*parts), self.lifetime(ttl))
+
+
+class MemberSet(_Kind):
+    """A set of strings whose expiry is pushed out by every addition."""
+
+    def add(self, member: str, *parts: str, ttl: int | None = None) -> None:
+        self.store.add_member(self.key(*parts), member, self.lifetime(ttl))
+
+    def discard(self, member: str, *parts: str) -> None:
+        self.store.remove_member(self.key(*parts), member)
+
+    def members(self, *parts: str) -> set[str]:
+        return self.store.members(self.key(*parts))
+
+
+# ---- value types ---------------------------------------------------------------------------------
+
+@dataclass
+class Stamp:
+    """A marker whose presence is the fact (a lockout, a used TOTP step); ``at`` is when it was set."""
+
+    at: int = 0
+
+
+@dataclass
+class Interaction:
+    """An authorization request waiting for the citizen at a page (login, second factor, consent).
+
+    The page reports its outcome in ``result`` (``interaction.finish``); ``/authorize`` reads it.
+    """
+
+    uid: str
+    resume: str                      # local path that continues the authorization
+    client_id: str = ""
+    client_name: str = ""
+    prompt: str = "login"            # "login", "mfa" or "consent"
+    login_hint: str = ""
+    ui_locales: str = ""
+    required_acr: int = 1            # level of assurance the portal needs (1, 2, 3)
+    allowed_factors: list[str] = field(default_factory=list)  # empty: any second factor
+    details: dict[str, Any] = field(default_factory=dict)     # what the page shows (scopes...)
+    result: dict[str, Any] = field(default_factory=dict)      # what the page decided
+
+
+@dataclass
+class PendingAuthorization:
+    """An authorization request kept while the citizen is at a page (``authz:<rid>``)."""
+
+    params: dict[str, str]
+    # The SSO session as the request found it (sid, auth_event): an authentication during this
+    # request shows as a change, which satisfies prompt=login and max_age.
+    before: dict[str, str] | None = None
+
+
+@dataclass
+class PushedRequest:
+    """RFC 9126: the parameters a client pushed, for its ``request_uri``."""
+
+    client_id: str
+    params: dict[str, str]
+
+
+@dataclass
+class LogoutRequest:
+    """RP-initiated logout parameters kept while the citizen confirms."""
+
+    params: dict[str, str]
+
+
+@dataclass
+class IssuedCode:
+    """An authorization code's data: the request it answers and the authentication behind it."""
+
+    grant_id: str
+    client_id: str
+    citizen_id: str
+    redirect_uri: str
+    scope: str
+    nonce: str | None
+    code_challenge: str
+    code_challenge_method: str
+    auth_time: int
+    acr: int
+    amr: list[str]
+    sid: str
+    claims_request: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class SpentCode:
+    """A code that was redeemed: presenting it again revokes its grant."""
+
+    grant_id: str
+
+
+@dataclass
+class SsoSession:
+    sid: str
+    citizen_id: str
+    auth_time: int                    # when the citizen last proved who they are (OIDC auth_time)
+    amr: list[str]                    # RFC 8176 methods used, e.g. ["pwd", "otp"]
+    acr: int                          # level of assurance reached: 1, 2 or 3
+    created_at: int
+    last_seen: int
+    factor_times: dict[str, int] = field(default_factory=dict)  # amr value -> when it was used
+    user_agent: str = ""              # shown to the citizen on their sessions page
+    ip: str = ""
+    # Changes with every login, re-authentication and step-up: a request can tell the citizen
+    # proved something after it arrived even within the same second of auth_time.
+    auth_event: str = ""
+    # The store key (hash of the cookie secret); known from the cookie, never stored.
+    key: str = field(default="", metadata={"transient": True})
+
+    @property
+    def age(self) -> int:
+        """Seconds since the citizen last proved who they are."""
+        return int(time.time()) - self.auth_time
+
+
+@dataclass
+class SessionRef:
+    """``sso-sid:<sid>``: where the session with this public id is stored now."""
+
+    key: str
+
+
+@dataclass
+class Registration:
+    """The registration wizard's state; the browser holds only its random token."""
+
+    nik: str
+    full_name: str
+    interaction: str = ""
+    channel: str = ""                 # "email" or "sms"
+    contact: str = ""
+    verified: bool = False
+    existing: str = ""                # the citizen id when the NIK already has an account
+
+
+@dataclass
+class PendingCode:
+    """A one-time code that was sent: its HMAC, the wrong tries so far, where it went."""
+
+    digest: str
+    recipient: str
+    expires_at: float
+    attempts: int = 0
+
+
+@dataclass
+class LinkSubject:
+    """What a one-time link (password reset) is for."""
+
+    subject: str
+
+
+@dataclass
+class WebauthnChallenge:
+    challenge: str
+    citizen_id: str
+
+
+# ---- the catalogue -------------------------------------------------------------------------------
+
+def _absolute(s: Settings) -> int:
+    return s.session_absolute_seconds
+
+
+def _lockout(s: Settings) -> int:
+    return s.login_lockout_seconds
+
+
+def _code_lifetime(_s: Settings) -> int:
+    return int(current_app.config.get("OIDC_CODE_LIFETIME", 60))
+
+
+def _refresh(s: Settings) -> int:
+    return s.refresh_token_lifetime
+
+
+INTERACTION_TTL = 30 * 60  # long enough to register an account in the middle of a login
+
+# Protocol (idp.oidc)
+interactions = Record("interaction", Interaction, INTERACTION_TTL)                  # uid
+pending_authorizations = Record("authz", PendingAuthorization, INTERACTION_TTL)    # rid
+pushed_requests = Record("par", PushedRequest, 90)                                 # handle (§2.2)
+logout_requests = Record("end-session", LogoutRequest, 600)                        # handle
+codes = Record("code", IssuedCode, _code_lifetime)                                 # sha256(code)
+spent_codes = Record("spent-code", SpentCode, _refresh)                            # sha256(code)
+client_assertions = Record("client-jti", Stamp, 3660)                              # sha256(sub, jti)
+
+# SSO sessions (idp.auth.session)
+sessions = Record("sso", SsoSession, _absolute)                                    # sha256(cookie)
+session_refs = Record("sso-sid", SessionRef, _absolute)                            # sid
+sessions_of_citizen = MemberSet("sso-of", _absolute)                               # citizen id
+portals_of_session = MemberSet("sso-rps", _absolute)                               # sid
+
+# Throttling (idp.auth.lockout): keyed on digest(NIK), registered or not
+login_failures = Counter("fail", 3600)
+login_waits = Record("wait", Stamp, 60)
+login_locks = Record("lock", Stamp, _lockout)
+network_attempts = Counter("ip", 61)                                               # bucket, ip, minute
+
+# Registration (idp.registration)
+registrations = Record("register", Registration, 30 * 60)                          # token
+registration_failures = Counter("register-fail", 3600)                             # digest(NIK)
+registration_locks = Record("register-lock", Stamp, 3600)                          # digest(NIK)
+registration_again_notices = Record("register-again-notice", Stamp, 24 * 3600)     # citizen id
+
+# One-time codes and links (idp.codes)
+one_time_codes = Record("otc", PendingCode, 600)                                   # purpose, subject
+one_time_links = Record("otl", LinkSubject, 900)                                   # purpose, sha256
+code_sends = Counter("otc-sends", 3600)                                            # group, subject
+code_sends_to = Counter("otc-sends-to", 3600)                                      # group, digest
+code_sends_from = Counter("otc-sends-ip", 3600)                                    # group, ip
+
+# Second factors (idp.auth.mfa)
+totp_steps_used = Record("totp-used", Stamp, 120)                                  # citizen, step
+passkey_registrations = Record("webauthn-reg", WebauthnChallenge, 5 * 60)          # ceremony
+passkey_assertions = Record("webauthn-auth", WebauthnChallenge, 5 * 60)            # ceremony
