@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from flask import has_request_context, request
-from sqlalchemy import event, select, text
+from sqlalchemy import event, insert, select, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -104,7 +104,7 @@ def write_pending(session: Session) -> None:
         event.hash = row_hash(prev, event)
         values.append({**row, "prev_hash": prev, "hash": event.hash})
         prev = event.hash
-    conn.execute(AuditEvent.__table__.insert(), values)
+    conn.execute(insert(AuditEvent), values)
 
 
 def init_app(maker: sessionmaker[Session]) -> None:

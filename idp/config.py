@@ -10,6 +10,7 @@ import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 
 def _instance_secret(instance: Path, name: str, nbytes: int = 32) -> str:
@@ -79,46 +80,54 @@ def load_settings(overrides: dict[str, str] | None = None) -> Settings:
     """Build the settings from the environment; ``overrides`` (tests) take precedence."""
     env = {**os.environ, **(overrides or {})}
 
-    def get(name: str, default: str | None = None) -> str | None:
+    def optional(name: str) -> str | None:
         value = env.get(f"IDP_{name}")
-        return value if value not in (None, "") else default
+        return value if value else None
+
+    def get(name: str, default: str) -> str:
+        return optional(name) or default
+
+    def number(name: str, default: int) -> int:
+        raw = get(name, str(default))
+        try:
+            return int(raw)
+        except ValueError:
+            raise ConfigError(f"IDP_{name} must be a whole number, not {raw!r}") from None
 
     instance = Path(get("INSTANCE_PATH", "instance")).resolve()
     instance.mkdir(parents=True, exist_ok=True)
     environment = get("ENV", "development")
     issuer = get("ISSUER", "http://127.0.0.1:5000").rstrip("/")
     database_url = get("DATABASE_URL", f"sqlite:///{instance / 'satuid.db'}")
-    from urllib.parse import urlsplit
-
     host = urlsplit(issuer).hostname or "localhost"
     settings = Settings(
         instance_path=instance,
         database_url=database_url,
-        redis_url=get("REDIS_URL"),
+        redis_url=optional("REDIS_URL"),
         redis_prefix=get("REDIS_PREFIX", "satuid:"),
         issuer=issuer,
-        secret_key=get("SECRET_KEY") or _instance_secret(instance, "secret_key"),
-        key_encryption_key=get("KEY_ENCRYPTION_KEY")
+        secret_key=optional("SECRET_KEY") or _instance_secret(instance, "secret_key"),
+        key_encryption_key=optional("KEY_ENCRYPTION_KEY")
         or _instance_secret(instance, "key_encryption_key"),
-        pairwise_secret=get("PAIRWISE_SECRET") or _instance_secret(instance, "pairwise_secret"),
+        pairwise_secret=optional("PAIRWISE_SECRET") or _instance_secret(instance, "pairwise_secret"),
         environment=environment,
-        dev_outbox=_bool(get("DEV_OUTBOX"), default=environment != "production"),
+        dev_outbox=_bool(optional("DEV_OUTBOX"), default=environment != "production"),
         # OWASP (2024): argon2id m=19 MiB, t=2, p=1 is the floor; we go above it.
-        argon2_time_cost=int(get("ARGON2_TIME_COST", "3")),
-        argon2_memory_cost=int(get("ARGON2_MEMORY_COST", "65536")),
-        argon2_parallelism=int(get("ARGON2_PARALLELISM", "1")),
-        session_idle_seconds=int(get("SESSION_IDLE_SECONDS", str(30 * 60))),
-        session_absolute_seconds=int(get("SESSION_ABSOLUTE_SECONDS", str(12 * 3600))),
-        login_max_failures=int(get("LOGIN_MAX_FAILURES", "5")),
-        login_lockout_seconds=int(get("LOGIN_LOCKOUT_SECONDS", str(15 * 60))),
-        ip_rate_limit=int(get("IP_RATE_LIMIT", "30")),
+        argon2_time_cost=number("ARGON2_TIME_COST", 3),
+        argon2_memory_cost=number("ARGON2_MEMORY_COST", 65536),
+        argon2_parallelism=number("ARGON2_PARALLELISM", 1),
+        session_idle_seconds=number("SESSION_IDLE_SECONDS", 30 * 60),
+        session_absolute_seconds=number("SESSION_ABSOLUTE_SECONDS", 12 * 3600),
+        login_max_failures=number("LOGIN_MAX_FAILURES", 5),
+        login_lockout_seconds=number("LOGIN_LOCKOUT_SECONDS", 15 * 60),
+        ip_rate_limit=number("IP_RATE_LIMIT", 30),
         webauthn_rp_id=get("WEBAUTHN_RP_ID", host),
         webauthn_origin=get("WEBAUTHN_ORIGIN", issuer),
-        access_token_lifetime=int(get("ACCESS_TOKEN_LIFETIME", "300")),
-        id_token_lifetime=int(get("ID_TOKEN_LIFETIME", "300")),
-        refresh_token_lifetime=int(get("REFRESH_TOKEN_LIFETIME", str(30 * 24 * 3600))),
-        trusted_proxies=int(get("TRUSTED_PROXIES", "0")),
-        metrics_token=get("METRICS_TOKEN"),
+        access_token_lifetime=number("ACCESS_TOKEN_LIFETIME", 300),
+        id_token_lifetime=number("ID_TOKEN_LIFETIME", 300),
+        refresh_token_lifetime=number("REFRESH_TOKEN_LIFETIME", 30 * 24 * 3600),
+        trusted_proxies=number("TRUSTED_PROXIES", 0),
+        metrics_token=optional("METRICS_TOKEN"),
     )
     if environment == "production":
         _check_production(settings, env)

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, cast
 
 from flask import Flask, Response, current_app, g, has_app_context
 from sqlalchemy import create_engine, event
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection, CursorResult, Engine, Result
 from sqlalchemy.orm import Session, sessionmaker
 
 
@@ -108,6 +108,11 @@ def unit_of_work() -> Iterator[Session]:
     except BaseException:
         session.rollback()
         raise
+
+
+def rowcount(result: Result[Any]) -> int:
+    """Rows an UPDATE or DELETE matched (typed: ``Session.execute`` returns a plain ``Result``)."""
+    return int(cast(CursorResult[Any], result).rowcount)
 
 
 def engine_of(app: Flask) -> Engine:

@@ -26,7 +26,7 @@ def select_locale() -> str:
         return wanted
     remembered = session.get("lang")
     if remembered in LOCALES:
-        return remembered
+        return str(remembered)
     for tag in (g.get(_PREFERRED) or "").split():
         base = tag.split("-")[0].lower()
         if base in LOCALES:

@@ -29,7 +29,7 @@ class RedactingLogger(Logger):
     """gunicorn's logger with the request line, query and referrer redacted."""
 
     def atoms(self, resp: Any, req: Any, environ: Any, request_time: Any) -> dict[str, Any]:
-        atoms = super().atoms(resp, req, environ, request_time)
+        atoms: dict[str, Any] = super().atoms(resp, req, environ, request_time)
         for key in ("r", "U", "q", "f"):
             if isinstance(atoms.get(key), str):
                 atoms[key] = redact(atoms[key])

@@ -14,7 +14,7 @@ import uuid
 from sqlalchemy import update
 
 from idp import audit
-from idp.db import get_session
+from idp.db import get_session, rowcount
 from idp.models import Grant, Token
 from idp.models.base import utcnow
 
@@ -53,8 +53,7 @@ def revoke_grants(citizen_id: uuid.UUID, client_id: str | None, reason: str) -> 
         grants = grants.where(Grant.client_id == client_id)
         access = access.where(Token.client_id == client_id)
         refresh = refresh.where(Token.client_id == client_id)
-    result = session.execute(grants.values(revoked_at=now, revoked_reason=reason))
-    count = int(result.rowcount)  # type: ignore[attr-defined]
+    count = rowcount(session.execute(grants.values(revoked_at=now, revoked_reason=reason)))
     session.execute(access.values(access_revoked_at=now))
     session.execute(refresh.values(refresh_revoked_at=now))
     audit.append("grants_revoked", citizen_id=citizen_id, client_id=client_id, count=count,

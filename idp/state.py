@@ -16,14 +16,17 @@ import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from flask import current_app
 
 from idp.config import Settings
 from idp.store import Store, get_store
 
-V = TypeVar("V")
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+V = TypeVar("V", bound="DataclassInstance")
 
 #: A lifetime in seconds, or a function of the settings (read when the record is written).
 Lifetime = int | Callable[[Settings], int]
@@ -69,11 +72,11 @@ class Record(_Kind, Generic[V]):
     def __init__(self, prefix: str, value: type[V], ttl: Lifetime) -> None:
         super().__init__(prefix, ttl)
         self.value = value
-        fields = dataclasses.fields(value)  # type: ignore[arg-type]
+        fields = dataclasses.fields(value)
         self._fields = {f.name for f in fields if not f.metadata.get("transient")}
 
     def encode(self, value: V) -> dict[str, Any]:
-        data = dataclasses.asdict(value)  # type: ignore[call-overload]
+        data = dataclasses.asdict(value)
         return {k: v for k, v in data.items() if k in self._fields}
 
     def decode(self, data: dict[str, Any] | None) -> V | None:

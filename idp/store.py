@@ -90,7 +90,7 @@ class RedisStore:
         self.client.srem(self._k(key), member)
 
     def members(self, key: str) -> set[str]:
-        return set(self.client.smembers(self._k(key)))
+        return {str(m) for m in self.client.smembers(self._k(key))}
 
     def ping(self) -> bool:
         return bool(self.client.ping())
@@ -145,11 +145,11 @@ class DatabaseStore:
     def put_if_absent(self, key: str, value: dict[str, Any], ttl: int) -> bool:
         now = time.time()
         row = {"key": key, "value": json.dumps(value), "counter": 0, "expires_at": now + ttl}
-        stmt = self._insert(StoreEntry).values(**row)
+        insert = self._insert(StoreEntry).values(**row)
         # An expired row counts as absent: overwrite it, otherwise leave the live one alone.
-        stmt = stmt.on_conflict_do_update(
+        stmt = insert.on_conflict_do_update(
             index_elements=[StoreEntry.key],
-            set_={"value": stmt.excluded.value, "expires_at": stmt.excluded.expires_at},
+            set_={"value": insert.excluded.value, "expires_at": insert.excluded.expires_at},
             where=StoreEntry.expires_at < now,
         ).returning(StoreEntry.key)
         with self._begin() as conn:
@@ -174,7 +174,8 @@ class DatabaseStore:
             row = conn.execute(stmt).first()
         if row is None or row.expires_at < time.time() or row.value is None:
             return None
-        return json.loads(row.value)
+        value: dict[str, Any] = json.loads(row.value)
+        return value
 
     def delete(self, key: str) -> None:
         with self._begin() as conn:
@@ -182,9 +183,10 @@ class DatabaseStore:
 
     def incr(self, key: str, ttl: int) -> int:
         now = time.time()
-        stmt = self._insert(StoreEntry).values(key=key, value=None, counter=1, expires_at=now + ttl)
+        insert = self._insert(StoreEntry).values(key=key, value=None, counter=1,
+                                                 expires_at=now + ttl)
         expired = StoreEntry.expires_at < now
-        stmt = stmt.on_conflict_do_update(
+        stmt = insert.on_conflict_do_update(
             index_elements=[StoreEntry.key],
             set_={
                 "counter": case((expired, 1), else_=StoreEntry.counter + 1),

@@ -13,6 +13,7 @@ import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -195,7 +196,7 @@ class Factory:
         self.app = app
         self._serial = 0
 
-    def resident(self, **overrides: object):  # type: ignore[no-untyped-def]
+    def resident(self, **overrides: object) -> Any:
         import datetime as dt
 
         from idp.identity import nik as nikmod
@@ -222,7 +223,7 @@ class Factory:
             s.commit()
             return resident
 
-    def citizen(self, password: str = "kopi tubruk pagi hari", **overrides: object):  # type: ignore[no-untyped-def]
+    def citizen(self, password: str = "kopi tubruk pagi hari", **overrides: object) -> Any:
         from idp.identity.passwords import hash_password
         from idp.models import Citizen
 
@@ -240,7 +241,7 @@ class Factory:
             s = get_session()
             s.add(citizen)
             s.commit()
-            citizen.password = password  # type: ignore[attr-defined]  # for the test's convenience
+            citizen.password = password  # for the test's convenience
             return citizen
 
 
@@ -262,15 +263,15 @@ class AuthActions:
     def __init__(self, client: FlaskClient) -> None:
         self.client = client
 
-    def form(self, path: str, data: dict[str, str], **kwargs: object):  # type: ignore[no-untyped-def]
+    def form(self, path: str, data: dict[str, str], **kwargs: object) -> Any:
         page = self.client.get(path)
         return self.client.post(path, data={"csrf_token": csrf_token(page.get_data(as_text=True)),
                                             **data}, **kwargs)
 
-    def login(self, nik: str, password: str, **kwargs: object):  # type: ignore[no-untyped-def]
+    def login(self, nik: str, password: str, **kwargs: object) -> Any:
         return self.form("/login", {"nik": nik, "password": password}, **kwargs)
 
-    def logout(self):  # type: ignore[no-untyped-def]
+    def logout(self) -> Any:
         return self.form("/logout", {})
 
 

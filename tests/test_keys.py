@@ -12,7 +12,7 @@ from sqlalchemy import select, update
 from tests.oidc_rp import Portal, register_portal
 
 
-def _states(app) -> dict[str, str]:  # type: ignore[no-untyped-def]
+def _states(app) -> dict[str, str]:
     from idp.db import get_session
     from idp.models import SigningKey
 
@@ -110,7 +110,7 @@ def test_two_workers_creating_keys_at_once_leave_one_current_key(app) -> None:
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgres"])
-def test_migration_keeps_one_live_key_where_a_race_left_two(kind: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_migration_keeps_one_live_key_where_a_race_left_two(kind: str, tmp_path) -> None:
     """A database from before the unique index, holding the duplicate keys that race left."""
     import sqlalchemy as sa
     from alembic import command

@@ -268,7 +268,7 @@ def test_forgot_password_answers_the_same_for_unknown_nik(factory: Factory, app:
         b.get_data(as_text=True).replace(csrf_token_or(b), "")
 
 
-def csrf_token_or(r) -> str:  # type: ignore[no-untyped-def]
+def csrf_token_or(r) -> str:
     m = re.search(r'value="([^"]+)"', r.get_data(as_text=True))
     return m.group(1) if m else "\0"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 import pytest
 from joserfc import jwt
@@ -17,12 +18,12 @@ EVENT = "http://schemas.openid.net/event/backchannel-logout"
 
 
 @pytest.fixture
-def receiver():  # type: ignore[no-untyped-def]
+def receiver() -> Any:
     with LogoutReceiver() as r:
         yield r
 
 
-def _sign_in(app, client, factory, **fields):  # type: ignore[no-untyped-def]
+def _sign_in(app, client, factory, **fields) -> Any:
     citizen = factory.citizen()
     info = register_portal(app, **fields)
     portal = Portal(client, info["client_id"], info["secret"], info["redirect_uri"])
@@ -31,7 +32,7 @@ def _sign_in(app, client, factory, **fields):  # type: ignore[no-untyped-def]
     return portal, tokens, info
 
 
-def _check_logout_token(client, token: str, audience: str, sid: str) -> dict:  # type: ignore[no-untyped-def]
+def _check_logout_token(client, token: str, audience: str, sid: str) -> dict:
     decoded = jwt.decode(token, KeySet.import_key_set(client.get("/jwks").get_json()))
     assert decoded.header["typ"] == "logout+jwt"
     jwt.JWTClaimsRegistry(iss={"essential": True, "value": "http://127.0.0.1:5000"},

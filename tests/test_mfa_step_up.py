@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from typing import Any
 
 from flask import Flask
 from flask.testing import FlaskClient
@@ -180,7 +181,7 @@ def test_step_up_page_speaks_indonesian_by_default(
     assert "Pastikan bahwa ini Anda" in html and "Kirim kode" in html
 
 
-def _add_passkey_row(app: Flask, citizen_id, name: str = "Ponsel"):  # type: ignore[no-untyped-def]
+def _add_passkey_row(app: Flask, citizen_id, name: str = "Ponsel") -> Any:
     """A stored credential as a registration leaves it (the ceremony itself runs in
     test_passkey_browser.py with a virtual authenticator)."""
     import os
@@ -198,7 +199,7 @@ def _add_passkey_row(app: Flask, citizen_id, name: str = "Ponsel"):  # type: ign
         return str(row.id)
 
 
-def _passkey_names(app: Flask, citizen_id) -> list[str]:  # type: ignore[no-untyped-def]
+def _passkey_names(app: Flask, citizen_id) -> list[str]:
     from sqlalchemy import select
 
     from idp.models.mfa import Passkey

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pyotp
 from flask import Flask
 from flask.testing import FlaskClient
@@ -21,7 +23,7 @@ from tests.test_mfa_support import (
 )
 
 
-def _authenticator(app: Flask, citizen_id: object):  # type: ignore[no-untyped-def]
+def _authenticator(app: Flask, citizen_id: object) -> Any:
     from idp.models.mfa import TotpAuthenticator
 
     with app.app_context():

@@ -11,12 +11,12 @@ from joserfc.jwk import KeySet
 from tests.oidc_rp import Portal, query, register_portal
 
 
-def _portal(app, client, **fields) -> Portal:  # type: ignore[no-untyped-def]
+def _portal(app, client, **fields) -> Portal:
     info = register_portal(app, **fields)
     return Portal(client, info["client_id"], info["secret"], info["redirect_uri"])
 
 
-def _verify(client, token: str, audience: str) -> dict:  # type: ignore[no-untyped-def]
+def _verify(client, token: str, audience: str) -> dict:
     keys = KeySet.import_key_set(client.get("/jwks").get_json())
     decoded = jwt.decode(token, keys)
     jwt.JWTClaimsRegistry(iss={"essential": True, "value": "http://127.0.0.1:5000"},

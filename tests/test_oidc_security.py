@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 from urllib.parse import urlencode
 
 from tests.oidc_rp import Portal, pkce_pair, query, register_portal
 
 
-def _portal(app, client, **fields) -> Portal:  # type: ignore[no-untyped-def]
+def _portal(app, client, **fields) -> Portal:
     info = register_portal(app, **fields)
     return Portal(client, info["client_id"], info["secret"], info["redirect_uri"])
 
 
-def _signed_in(app, client, factory, scope: str = "openid profile", **fields):  # type: ignore[no-untyped-def]
+def _signed_in(app, client, factory, scope: str = "openid profile", **fields) -> Any:
     citizen = factory.citizen()
     portal = _portal(app, client, **fields)
     result = portal.sign_in(citizen.nik, citizen.password, scope=scope)
@@ -151,7 +152,7 @@ def test_narrowed_refresh_keeps_the_original_scope_on_the_new_refresh_token(app,
     assert set(again["scope"].split()) == {"openid", "profile", "offline_access"}
 
 
-def _offline_tokens(app, client, factory):  # type: ignore[no-untyped-def]
+def _offline_tokens(app, client, factory) -> Any:
     """A citizen signed in at a portal that holds an access and a refresh token for them."""
     citizen = factory.citizen()
     portal = _portal(app, client)
@@ -249,7 +250,7 @@ def test_repeated_parameters_are_refused(app, client) -> None:
     assert client.get(url).status_code == 400
 
 
-def _assertion(key, client_id: str, lifetime: int = 60, jti: str | None = None) -> str:  # type: ignore[no-untyped-def]
+def _assertion(key, client_id: str, lifetime: int = 60, jti: str | None = None) -> str:
     import secrets
 
     from joserfc import jwt
@@ -260,7 +261,7 @@ def _assertion(key, client_id: str, lifetime: int = 60, jti: str | None = None) 
     return jwt.encode({"alg": "RS256"}, claims, key)
 
 
-def _pkjwt_introspect(client, client_id: str, assertion: str):  # type: ignore[no-untyped-def]
+def _pkjwt_introspect(client, client_id: str, assertion: str) -> Any:
     return client.post("/introspect", data={
         "token": "nothing", "client_id": client_id,
         "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",

@@ -24,7 +24,7 @@ def test_metrics_behind_a_token_when_configured(backend: dict[str, str], app: Fl
     assert r.status_code == 200 and "satuid_citizens" in r.get_data(as_text=True)
 
 
-def test_production_refuses_embedded_defaults(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_production_refuses_embedded_defaults(tmp_path) -> None:
     with pytest.raises(ConfigError) as e:
         load_settings({"IDP_ENV": "production", "IDP_INSTANCE_PATH": str(tmp_path),
                        "IDP_DATABASE_URL": "", "IDP_REDIS_URL": "", "IDP_SECRET_KEY": ""})

@@ -127,7 +127,7 @@ def health(op: StandInProvider, tmp_path: Path) -> Flask:
     return portal_app(clients.health, op, tmp_path)
 
 
-def sign_in(client: FlaskClient, op: StandInProvider, next_path: str = "/", **claims: Any):  # type: ignore[no-untyped-def]
+def sign_in(client: FlaskClient, op: StandInProvider, next_path: str = "/", **claims: Any) -> Any:
     """The browser's round trip: portal → (stand-in) authorization → portal callback."""
     start = client.get(f"/login?next={next_path}")
     assert start.status_code == 302
@@ -135,7 +135,7 @@ def sign_in(client: FlaskClient, op: StandInProvider, next_path: str = "/", **cl
     return client.get(f"/auth/callback?code={code}&state={state}&iss={op.issuer}")
 
 
-def backchannel(client: FlaskClient, token: str):  # type: ignore[no-untyped-def]
+def backchannel(client: FlaskClient, token: str) -> Any:
     return client.post("/auth/backchannel-logout", data={"logout_token": token})
 
 
@@ -196,7 +196,7 @@ def test_each_portal_has_its_own_session_cookie(op: StandInProvider, tmp_path: P
     for module in (clients.health, clients.social):
         client = portal_app(module, op, tmp_path).test_client()
         client.get("/login")
-        names |= {c.key for c in client._cookies.values()}  # type: ignore[attr-defined]
+        names |= {c.key for c in client._cookies.values()}
     assert names == {"portal_health", "portal_social"}
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import time
+from typing import Any
 
 import pytest
 from flask import Flask
@@ -19,7 +20,7 @@ PASSWORD = "gunung rinjani berkabut pagi"
 
 
 @pytest.fixture
-def resident(factory: Factory):  # type: ignore[no-untyped-def]
+def resident(factory: Factory) -> Any:
     return factory.resident(full_name="Siti Rahayu", birth_date=BORN, sex="F")
 
 
@@ -39,7 +40,7 @@ def last_code(app: Flask, recipient: str) -> str:
 
 
 def identity(auth: AuthActions, nik: str, name: str = "Siti Rahayu", born: str = "1990-08-17",
-             path: str = "/register?lang=en"):  # type: ignore[no-untyped-def]
+             path: str = "/register?lang=en") -> Any:
     return auth.form(path, {"nik": nik, "full_name": name, "birth_date": born})
 
 

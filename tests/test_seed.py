@@ -28,7 +28,7 @@ def counts(app: Flask) -> tuple[int, int, int]:
         from idp.db import get_session
 
         s = get_session()
-        return tuple(s.scalar(select(func.count()).select_from(m)) or 0  # type: ignore[return-value]
+        return tuple(s.scalar(select(func.count()).select_from(m)) or 0
                      for m in (Resident, Citizen, AuditEvent))
 
 

@@ -79,7 +79,7 @@ class Attempt:
 
 
 def _delay(failures: int) -> int:
-    return min(2 ** (failures - FREE_ATTEMPTS), 30)
+    return min(1 << max(0, failures - FREE_ATTEMPTS), 30)
 
 
 def begin(nik: str) -> Attempt:

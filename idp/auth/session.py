@@ -172,7 +172,7 @@ def end(sso: SsoSession, reason: str) -> None:
     if mine is not None and mine.sid == sso.sid:
         setattr(g, _CURRENT, None)
         setattr(g, _COOKIE, "")
-    session_ended.send(current_app._get_current_object(),  # type: ignore[attr-defined]
+    session_ended.send(current_app._get_current_object(),  # type: ignore[attr-defined]  # Werkzeug's proxy
                        sid=sso.sid, citizen_id=sso.citizen_id, client_ids=sorted(client_ids),
                        reason=reason)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import JSON, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -18,7 +20,7 @@ class AuditEvent(Base):
     citizen_id: Mapped[str | None] = mapped_column(String(36), index=True, nullable=True)
     client_id: Mapped[str | None] = mapped_column(String(100), nullable=True)
     ip: Mapped[str | None] = mapped_column(String(45), nullable=True)
-    details: Mapped[dict] = mapped_column(JSON, default=dict)
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     # Unique: two writers that read the same tail cannot both link to it (one retries).
     prev_hash: Mapped[str] = mapped_column(String(64), unique=True)
     hash: Mapped[str] = mapped_column(String(64))

@@ -11,6 +11,7 @@ import datetime as dt
 import hashlib
 import hmac
 import uuid
+from typing import Any
 
 from authlib.oauth2.rfc6749 import ClientMixin
 from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, Uuid, text
@@ -46,7 +47,7 @@ class Client(Base, ClientMixin):
     sector_identifier: Mapped[str | None] = mapped_column(String(255), nullable=True)
     scopes: Mapped[list[str]] = mapped_column(JSON, default=list)
     token_endpoint_auth_method: Mapped[str] = mapped_column(String(32), default="client_secret_basic")
-    jwks: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    jwks: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     jwks_uri: Mapped[str | None] = mapped_column(String(500), nullable=True)
     backchannel_logout_uri: Mapped[str | None] = mapped_column(String(500), nullable=True)
     id_token_signed_response_alg: Mapped[str] = mapped_column(String(8), default="RS256")
@@ -97,7 +98,7 @@ class SigningKey(Base):
     kid: Mapped[str] = mapped_column(String(64), primary_key=True)
     alg: Mapped[str] = mapped_column(String(8))
     state: Mapped[str] = mapped_column(String(8), index=True)  # next, current, retired
-    public_jwk: Mapped[dict] = mapped_column(JSON)
+    public_jwk: Mapped[dict[str, Any]] = mapped_column(JSON)
     private_encrypted: Mapped[str] = mapped_column(Text)  # Fernet token of the private JWK
     created_at: Mapped[timestamp]
     activated_at: Mapped[timestamp_or_none]
@@ -136,7 +137,7 @@ class Token(Base):
     citizen_id: Mapped[uuid.UUID] = mapped_column(Uuid, index=True)
     jti: Mapped[str] = mapped_column(String(64), unique=True)
     scope: Mapped[str] = mapped_column(Text)
-    claims_request: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    claims_request: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     auth_time: Mapped[int] = mapped_column(Integer)
     acr: Mapped[int] = mapped_column(Integer)
     amr: Mapped[list[str]] = mapped_column(JSON, default=list)

@@ -144,7 +144,7 @@ def logout_deliver() -> None:
 
 # ---- demo portals --------------------------------------------------------------------------------
 
-DEMO_PORTALS = [
+DEMO_PORTALS: list[dict[str, Any]] = [
     {"client_id": "portal-kesehatan", "name": "Portal Layanan Kesehatan",
      "sector": "kesehatan.demo.satuid.id", "env": "SATUID_DEMO_HEALTH_URL",
      "url": "http://127.0.0.1:5001", "secret_env": "SATUID_DEMO_HEALTH_SECRET",
@@ -166,9 +166,9 @@ def seed_demo_clients(session: Session) -> list[dict[str, Any]]:
     lines = []
     keys.ensure_keys(session)
     for portal in DEMO_PORTALS:
-        base = os.environ.get(portal["env"], portal["url"]).rstrip("/")
-        secret = os.environ.get(portal["secret_env"], portal["secret"])
-        fields = dict(
+        base = os.environ.get(str(portal["env"]), str(portal["url"])).rstrip("/")
+        secret = os.environ.get(str(portal["secret_env"]), str(portal["secret"]))
+        fields: dict[str, Any] = dict(
             name=portal["name"], redirect_uris=[f"{base}/auth/callback"],
             post_logout_redirect_uris=[f"{base}/"],
             backchannel_logout_uri=f"{base}/auth/backchannel-logout",

@@ -136,7 +136,7 @@ class PrivateKeyJWT(JWTBearerClientAssertion):
 
     def resolve_client_public_key(self, client: Client) -> KeySet:
         if client.jwks:
-            return KeySet.import_key_set(client.jwks)
+            return KeySet.import_key_set(client.jwks)  # type: ignore[arg-type]  # checked by joserfc
         if client.jwks_uri:
             try:
                 response = requests.get(client.jwks_uri, timeout=3)

@@ -68,20 +68,20 @@ class S256CodeChallenge(CodeChallenge):
         super().validate_code_verifier(grant, result)
 
     def get_authorization_code_challenge(self, authorization_code: AuthorizationCode) -> str:
-        return authorization_code["code_challenge"]
+        return str(authorization_code["code_challenge"])
 
     def get_authorization_code_challenge_method(self, authorization_code: AuthorizationCode) -> str:
-        return authorization_code["code_challenge_method"]
+        return str(authorization_code["code_challenge_method"])
 
 
 class AuthorizationCode(dict[str, Any]):
     """A code's data as Authlib reads it: the request it answers and the authentication behind it."""
 
     def get_redirect_uri(self) -> str:
-        return self["redirect_uri"]
+        return str(self["redirect_uri"])
 
     def get_scope(self) -> str:
-        return self["scope"]
+        return str(self["scope"])
 
     def get_nonce(self) -> str | None:
         return self.get("nonce")
@@ -179,7 +179,7 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
         return citizen
 
     def issue_token(self, user: Citizen, refresh_token: tokens.IssuedToken) -> dict[str, Any]:
-        token = super().issue_token(user, refresh_token)
+        token: dict[str, Any] = super().issue_token(user, refresh_token)
         kept = self.request.client.get_allowed_scope(refresh_token.get_scope())
         if "refresh_token" not in token and "offline_access" in kept.split():
             # Narrowed without offline_access: the rotated refresh token keeps the original scope

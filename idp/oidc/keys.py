@@ -23,6 +23,7 @@ from joserfc.jwk import ECKey, KeySet, RSAKey
 from sqlalchemy import select, text, update
 from sqlalchemy.orm import Session
 
+from idp.config import Settings
 from idp.models import SigningKey
 from idp.models.base import utcnow
 
@@ -82,7 +83,7 @@ def ensure_keys(session: Session) -> None:
 
 
 def _longest_lifetime() -> int:
-    s = current_app.config["IDP"]
+    s: Settings = current_app.config["IDP"]
     return max(s.access_token_lifetime, s.id_token_lifetime)
 
 
@@ -114,7 +115,8 @@ def rotate(session: Session) -> list[tuple[str, str, str]]:
 
 def _decrypt(row: SigningKey) -> dict[str, Any]:
     secret = current_app.config["IDP"].key_encryption_key
-    return json.loads(_fernet(secret).decrypt(row.private_encrypted.encode()))
+    private: dict[str, Any] = json.loads(_fernet(secret).decrypt(row.private_encrypted.encode()))
+    return private
 
 
 _private_cache: dict[str, RSAKey | ECKey] = {}  # kid -> key; a kid's key material never changes

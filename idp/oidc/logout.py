@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from idp import audit
 from idp.auth import session as sso
-from idp.db import get_session
+from idp.db import get_session, rowcount
 from idp.models import Client, LogoutDelivery
 from idp.models.base import utcnow
 from idp.oidc import keys
@@ -137,7 +137,7 @@ def _claim(session: Session, delivery_id: int) -> bool:
                    or_(LogoutDelivery.lease_until.is_(None), LogoutDelivery.lease_until < now))
             .values(lease_until=now + dt.timedelta(seconds=LEASE_SECONDS),
                     attempts=LogoutDelivery.attempts + 1))
-    claimed = session.execute(stmt).rowcount == 1  # type: ignore[attr-defined]
+    claimed = rowcount(session.execute(stmt)) == 1
     session.commit()
     return claimed
 
@@ -220,7 +220,7 @@ def deliver_queued(session: Session) -> None:
     ids: list[int] = session.info.pop(_QUEUED, [])
     if not ids:
         return
-    app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+    app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]  # Werkzeug's proxy
     if has_request_context() and not app.config.get("OIDC_SYNC_LOGOUT_DELIVERY"):
         _deliver_in_background(app, ids)
     else:

@@ -41,9 +41,9 @@ def push(server: SatuIDServer, form: dict[str, str]) -> tuple[int, dict[str, Any
     try:
         request_params.check(params)
     except request_params.AuthorizationFailure as failure:
-        error = InvalidRequestError(failure.description or failure.error)
-        error.error = failure.error
-        raise error from failure
+        refused = InvalidRequestError(failure.description or failure.error)
+        refused.error = failure.error
+        raise refused from failure
     handle = secrets.token_urlsafe(32)
     state.pushed_requests.put(PushedRequest(client_id=client.client_id, params=params), handle,
                               ttl=LIFETIME)

@@ -43,7 +43,7 @@ class StoredRequest(OAuth2Request):
         return {}
 
 
-class Issuer(IssuerParameter):  # type: ignore[misc]
+class Issuer(IssuerParameter):
     """RFC 9207: ``iss`` in every authorization response, errors included."""
 
     def get_issuer(self) -> str:

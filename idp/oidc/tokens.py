@@ -25,7 +25,7 @@ from sqlalchemy import select, update
 
 from idp import audit, revocation
 from idp.config import Settings
-from idp.db import get_session
+from idp.db import get_session, rowcount
 from idp.models import Citizen, Client, Grant, Token
 from idp.models.base import utcnow
 from idp.oidc import keys
@@ -74,7 +74,8 @@ class AccessTokenGenerator(JWTBearerTokenGenerator):
 
 def _unverified_claims(token: str) -> dict[str, Any]:
     payload = token.split(".")[1]
-    return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    claims: dict[str, Any] = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    return claims
 
 
 def save(token: dict[str, Any], context: dict[str, Any], client: Client, citizen: Citizen) -> Token:
@@ -102,7 +103,7 @@ def claim_refresh(row: Token) -> bool:
     result = get_session().execute(update(Token).where(Token.id == row.id,
                                                        Token.refresh_used_at.is_(None))
                                    .values(refresh_used_at=utcnow()))
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    return rowcount(result) == 1
 
 
 class IssuedToken(TokenMixin):

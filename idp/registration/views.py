@@ -169,8 +169,8 @@ def _send_code(token: str, wizard: Registration) -> str | None:
     try:
         code = codes.issue(codes.REGISTRATION, token, wizard.contact)
     except codes.SendRefused:
-        return _("Too many codes were sent. Please wait an hour, or use another email address "
-                 "or phone number.")
+        return str(_("Too many codes were sent. Please wait an hour, or use another email address "
+                     "or phone number."))
     if wizard.existing:
         _tell_already_registered(wizard)
         audit.append("registration_refused", actor="anonymous", reason="already_registered",

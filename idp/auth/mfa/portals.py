@@ -9,13 +9,10 @@ from __future__ import annotations
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from idp.models import Citizen
+from idp.models import Citizen, Client, ConsentRecord
 
 
 def portals_requiring_second_factor(session: Session, citizen: Citizen) -> list[str]:
-    from idp.models.consent import ConsentRecord
-    from idp.models.oidc import Client
-
     latest = (
         select(func.max(ConsentRecord.id))
         .where(ConsentRecord.citizen_id == citizen.id)

@@ -15,6 +15,7 @@ import secrets
 from sqlalchemy import delete, update
 from sqlalchemy.orm import Session
 
+from idp.db import rowcount
 from idp.models import Citizen
 from idp.models.base import utcnow
 from idp.models.mfa import RecoveryCode
@@ -58,8 +59,8 @@ def use(session: Session, citizen: Citizen, code: str) -> bool:
         .values(used_at=utcnow())
         .execution_options(synchronize_session=False)
     )
-    return result.rowcount == 1
+    return rowcount(result) == 1
 
 
 def remove_all(session: Session, citizen: Citizen) -> int:
-    return session.execute(delete(RecoveryCode).where(RecoveryCode.citizen_id == citizen.id)).rowcount
+    return rowcount(session.execute(delete(RecoveryCode).where(RecoveryCode.citizen_id == citizen.id)))

@@ -121,10 +121,10 @@ def totp_enrol() -> Any:
 def totp_remove() -> Any:
     citizen = current_citizen()
     assert citizen is not None
-    if (r := _fresh_or_step_up(citizen, url_for("security.page"))) is not None:
-        return r
-    if (r := _warn_if_last(citizen, removing="totp")) is not None:
-        return r
+    if (step_up := _fresh_or_step_up(citizen, url_for("security.page"))) is not None:
+        return step_up
+    if (warning := _warn_if_last(citizen, removing="totp")) is not None:
+        return warning
     if totp.remove(get_session(), citizen):
         _changed(citizen, "mfa_totp_removed", _l("SatuID: an authenticator app was removed"),
                  _l("The authenticator app was removed from your SatuID account. If this was not "
@@ -212,10 +212,10 @@ def passkey_remove(passkey_id: str) -> Any:
     passkey = passkeys.find(db, citizen, passkey_id)
     if passkey is None:
         abort(404)
-    if (r := _fresh_or_step_up(citizen, url_for("security.page"))) is not None:
-        return r
-    if (r := _warn_if_last(citizen, removing="passkey")) is not None:
-        return r
+    if (step_up := _fresh_or_step_up(citizen, url_for("security.page"))) is not None:
+        return step_up
+    if (warning := _warn_if_last(citizen, removing="passkey")) is not None:
+        return warning
     db.delete(passkey)
     _changed(citizen, "mfa_passkey_removed", _l("SatuID: a passkey was removed"),
              _l("A passkey was removed from your SatuID account. If this was not you, contact the "

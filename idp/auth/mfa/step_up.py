@@ -70,7 +70,8 @@ class StepUp:
         return {"next": self.next} if self.next else {}
 
     def url(self, **extra: str) -> str:
-        return url_for("mfa.step_up", **self.params, **extra)
+        values: dict[str, Any] = {**self.params, **extra}
+        return url_for("mfa.step_up", **values)
 
     def done(self, citizen: Citizen) -> str:
         if self.interaction is not None:
