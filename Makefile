@@ -9,13 +9,20 @@ HEALTH_PORT ?= 5001
 SOCIAL_PORT ?= 5002
 export IDP_ISSUER ?= http://127.0.0.1:$(IDP_PORT)
 
-.PHONY: install browser demo test lint bench clean
+.PHONY: install browser demo test lint typecheck lock bench clean
 
-$(VENV)/.installed: pyproject.toml
+# Exact versions with hashes from requirements.lock; pyproject.toml keeps the ranges.
+$(VENV)/.installed: requirements.lock pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q --require-hashes -r requirements.lock
+	$(PY) -m pip install -q --no-deps -e .
 	touch $@
+
+# Re-resolve the lock file within pyproject.toml's ranges (after changing a dependency).
+lock:
+	test -x $(VENV)/bin/uv || { test -x $(PY) || $(PYTHON) -m venv $(VENV); $(PY) -m pip install -q uv; }
+	$(VENV)/bin/uv pip compile pyproject.toml --extra dev --generate-hashes --python-version 3.11 \
+	  --upgrade -o requirements.lock
 
 install: $(VENV)/.installed
 	$(PY) -m idp.i18n compile
@@ -42,10 +49,14 @@ demo: install
 
 test: install browser
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 	$(PY) -m pytest -n 2 --dist loadfile $(PYTEST_ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check .
+
+typecheck: install
+	$(VENV)/bin/mypy
 
 bench: install
 	$(PY) bench/login.py
