@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from flask import current_app, request
 
 from idp import state
+from idp.models.base import secret_digest
 from idp.state import LinkSubject, PendingCode
 
 CODE_DIGITS = 6
@@ -125,14 +126,10 @@ def check(purpose: Purpose, subject: str, typed: str, recipient: str | None = No
     return Check(accepted=False, wrong=True, attempts_left=left)
 
 
-def _token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
 def issue_link(purpose: LinkPurpose, subject: str) -> str:
     """A one-time link token for ``subject``; the caller puts it in a URL and sends it."""
     token = secrets.token_urlsafe(32)
-    state.one_time_links.put(LinkSubject(subject), purpose.name, _token_hash(token), ttl=purpose.ttl)
+    state.one_time_links.put(LinkSubject(subject), purpose.name, secret_digest(token), ttl=purpose.ttl)
     return token
 
 
@@ -140,7 +137,7 @@ def link_subject(purpose: LinkPurpose, token: str) -> str | None:
     """Whom a link is for, while it is valid (the page it opens reads it before submission)."""
     if not token or len(token) > MAX_TOKEN_LENGTH:
         return None
-    found = state.one_time_links.get(purpose.name, _token_hash(token))
+    found = state.one_time_links.get(purpose.name, secret_digest(token))
     return found.subject if found is not None else None
 
 
@@ -148,5 +145,5 @@ def redeem_link(purpose: LinkPurpose, token: str) -> str | None:
     """Take the link, atomically: a second submission of the same link gets None."""
     if not token or len(token) > MAX_TOKEN_LENGTH:
         return None
-    found = state.one_time_links.take(purpose.name, _token_hash(token))
+    found = state.one_time_links.take(purpose.name, secret_digest(token))
     return found.subject if found is not None else None

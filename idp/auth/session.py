@@ -10,7 +10,6 @@ The session of the current request is this module's own request-scoped state: ``
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 import time
 import uuid
@@ -20,6 +19,7 @@ from flask import Flask, Response, current_app, g, request
 
 from idp import revocation, state
 from idp.config import Settings
+from idp.models.base import secret_digest
 from idp.state import SessionRef, SsoSession
 
 __all__ = ["SsoSession", "add_client", "add_factor", "by_sid", "clients_of", "current", "end",
@@ -59,7 +59,7 @@ def cookie_name() -> str:
 
 
 def _key(secret: str) -> str:
-    return hashlib.sha256(secret.encode()).hexdigest()
+    return secret_digest(secret)
 
 
 def _ttl(sso: SsoSession) -> int:

@@ -98,6 +98,8 @@ def login() -> Any:
     else:
         ok = passwords.verify_password(citizen.password_hash, password)
     if not ok:
+        # A wrong password is an answer, not an error: the failure's audit row, the lockout notice
+        # and the counter commit with this 401 (only an error answer discards the unit of work).
         throttle = attempt.failed()
         audit.append("login_failed", actor="anonymous",
                      citizen_id=citizen.id if citizen else None, reason="password")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import uuid
 from typing import Annotated
 
@@ -36,6 +37,15 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
         if value is None:
             return None
         return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+def secret_digest(secret: str) -> str:
+    """How a random secret is kept: client secrets, refresh tokens, codes, session cookies, links.
+
+    Each carries 128 bits or more of randomness, so one SHA-256 is enough: there is no dictionary to
+    guess from, and a slow hash would only cost every request time. (Passwords are argon2id.)
+    """
+    return hashlib.sha256(secret.encode()).hexdigest()
 
 
 def utcnow() -> dt.datetime:

@@ -8,7 +8,6 @@ statement.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import hmac
 import uuid
 from typing import Any
@@ -17,13 +16,7 @@ from authlib.oauth2.rfc6749 import ClientMixin
 from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, Uuid, text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from idp.models.base import Base, UTCDateTime, timestamp, timestamp_or_none, uuid_pk
-
-
-def secret_digest(secret: str) -> str:
-    """How a client secret is stored. Secrets are 256-bit random values, so one SHA-256 is enough:
-    there is no dictionary to guess from, and a slow hash would only cost the token endpoint time."""
-    return hashlib.sha256(secret.encode()).hexdigest()
+from idp.models.base import Base, UTCDateTime, secret_digest, timestamp, timestamp_or_none, uuid_pk
 
 
 class Client(Base, ClientMixin):

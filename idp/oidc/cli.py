@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from idp import audit
 from idp.db import get_session, unit_of_work
 from idp.models import Client, SigningKey
-from idp.models.oidc import secret_digest
+from idp.models.base import secret_digest
 from idp.oidc import clients as registry
 from idp.oidc import keys
 from idp.oidc.logout import deliver_due

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from idp import state
 from idp.models import Client
-from idp.models.oidc import secret_digest
+from idp.models.base import secret_digest
 from idp.oidc.claims import SUPPORTED_SCOPES
 from idp.state import Stamp
 

@@ -7,7 +7,6 @@ A spent code leaves a marker with its grant id, so presenting it again revokes w
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import secrets
 import time
 import uuid
@@ -26,6 +25,7 @@ from idp.auth import loa
 from idp.consent import records as consents
 from idp.db import get_session
 from idp.models import Citizen, Client, Grant
+from idp.models.base import secret_digest
 from idp.oidc import claims as claimsmod
 from idp.oidc import keys, tokens
 from idp.oidc.clients import AUTH_METHODS
@@ -41,10 +41,6 @@ class Authentication:
     auth_time: int
     acr: int          # the level this portal gets (only its accepted factors count)
     amr: list[str]
-
-
-def code_digest(code: str) -> str:
-    return hashlib.sha256(code.encode()).hexdigest()
 
 
 class S256CodeChallenge(CodeChallenge):
@@ -116,12 +112,12 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
             auth_time=authn.auth_time, acr=authn.acr, amr=list(authn.amr), sid=authn.sid,
             claims_request=claimsmod.parse_claims_request(data.get("claims")),
         )
-        state.codes.put(issued, code_digest(code))
+        state.codes.put(issued, secret_digest(code))
 
     def query_authorization_code(self, code: str, client: Client) -> AuthorizationCode | None:
         if not code or len(code) > 256:
             return None
-        digest = code_digest(code)
+        digest = secret_digest(code)
         issued = state.codes.take(digest)
         if issued is None:
             spent = state.spent_codes.get(digest)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import hashlib
 import json
 import secrets
 import time
@@ -27,14 +26,10 @@ from idp import audit, revocation
 from idp.config import Settings
 from idp.db import get_session, rowcount
 from idp.models import Citizen, Client, Grant, Token
-from idp.models.base import utcnow
+from idp.models.base import secret_digest, utcnow
 from idp.oidc import keys
 from idp.oidc.clients import AUTH_METHODS
 from idp.oidc.pairwise import pairwise_subject
-
-
-def _hash(value: str) -> str:
-    return hashlib.sha256(value.encode()).hexdigest()
 
 
 def _settings() -> Settings:
@@ -90,7 +85,7 @@ def save(token: dict[str, Any], context: dict[str, Any], client: Client, citizen
         access_expires_at=now + dt.timedelta(seconds=int(token["expires_in"])),
     )
     if token.get("refresh_token"):
-        row.refresh_hash = _hash(token["refresh_token"])
+        row.refresh_hash = secret_digest(token["refresh_token"])
         refresh_scope = context.get("refresh_scope")
         row.refresh_scope = refresh_scope if refresh_scope not in (None, row.scope) else None
         row.refresh_expires_at = now + dt.timedelta(seconds=_settings().refresh_token_lifetime)
@@ -180,7 +175,7 @@ def find_access_token(value: str) -> IssuedToken | None:
 def find_refresh_token(value: str) -> IssuedToken | None:
     if len(value) > 512:
         return None
-    row = get_session().scalar(select(Token).where(Token.refresh_hash == _hash(value)))
+    row = get_session().scalar(select(Token).where(Token.refresh_hash == secret_digest(value)))
     return IssuedToken(row, "refresh_token") if row is not None else None
 
 
