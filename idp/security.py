@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from flask import Flask, Response, request
+import re
+
+from flask import Flask, Response, abort, request
 from flask_wtf.csrf import CSRFProtect
 
 csrf = CSRFProtect()
@@ -16,7 +18,23 @@ CSP = (
 )
 
 
+# C0 controls other than tab, line feed and carriage return, and DEL: no form or parameter needs
+# them, and PostgreSQL refuses NUL in text.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def refuse_control_characters() -> None:
+    """Answer 400 to a request whose query or form holds a control character, before any view."""
+    for values in (request.args, request.form):
+        for key, value in values.items(multi=True):
+            if _CONTROL.search(key) or _CONTROL.search(value):
+                abort(400)
+    if _CONTROL.search(request.path):
+        abort(400)
+
+
 def init_app(app: Flask) -> None:
+    app.before_request(refuse_control_characters)
     csrf.init_app(app)
     secure = app.config["IDP"].secure_cookies
 

@@ -329,3 +329,35 @@ def test_a_sub_asked_for_by_value_answers_only_for_that_citizen(app, client, fac
     assert "/login?" in response.headers["Location"]
     result = query(portal.follow(response, budi.nik, budi.password))
     assert result["error"] == "login_required" and "code" not in result
+
+
+def test_a_client_with_a_secret_may_send_it_in_the_body_or_by_basic(app, client, factory) -> None:
+    """openid-client and mozilla-django-oidc post the secret by default, Authlib uses Basic: a
+    portal registered either way is accepted either way (as Keycloak and node-oidc-provider do)."""
+    citizen = factory.citizen()
+    portal = _portal(app, client, token_endpoint_auth_method="client_secret_basic")
+    result = portal.sign_in(citizen.nik, citizen.password, scope="openid offline_access")
+    body = {"grant_type": "authorization_code", "code": result["code"],
+            "redirect_uri": portal.redirect_uri, "code_verifier": portal.last["verifier"],
+            "client_id": portal.client_id, "client_secret": portal.secret}
+    response = client.post("/token", data=body)  # client_secret_post, not what it registered
+    assert response.status_code == 200, response.get_json()
+    refresh = response.get_json()["refresh_token"]
+    wrong = client.post("/token", data={"grant_type": "refresh_token", "refresh_token": refresh,
+                                        "client_id": portal.client_id, "client_secret": "not-it"})
+    assert wrong.status_code == 401 and wrong.get_json()["error"] == "invalid_client"
+    assert portal.refresh(refresh).status_code == 200  # and Basic still works
+
+
+def test_public_and_key_clients_authenticate_only_their_own_way(app, client) -> None:
+    """A public client cannot start sending a secret, nor a private_key_jwt client a secret."""
+    from idp.db import get_session
+    from idp.models import Client
+
+    register_portal(app, client_id="portal-publik", token_endpoint_auth_method="none")
+    with app.app_context():
+        public = get_session().get(Client, "portal-publik")
+        assert public is not None
+        assert public.check_endpoint_auth_method("none", "token")
+        assert not public.check_endpoint_auth_method("client_secret_post", "token")
+        assert not public.check_endpoint_auth_method("client_secret_basic", "token")

@@ -18,6 +18,9 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from idp.models.base import Base, UTCDateTime, secret_digest, timestamp, timestamp_or_none, uuid_pk
 
+#: The two ways of sending a client secret (RFC 6749 §2.3.1): HTTP Basic, or in the request body.
+SECRET_METHODS = ("client_secret_basic", "client_secret_post")
+
 
 class Client(Base, ClientMixin):
     """A relying party (a service portal). Secrets are stored as SHA-256 of a 256-bit random value.
@@ -70,6 +73,12 @@ class Client(Base, ClientMixin):
         return hmac.compare_digest(secret_digest(client_secret), self.secret_hash)
 
     def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
+        """A client that holds a secret may send it either way: stock libraries differ in their
+        default (openid-client and mozilla-django-oidc post it, Authlib sends Basic), and so do
+        Keycloak and node-oidc-provider accept both. ``private_key_jwt`` and public clients
+        authenticate only the way they registered."""
+        if self.token_endpoint_auth_method in SECRET_METHODS:
+            return method in SECRET_METHODS
         return method == self.token_endpoint_auth_method
 
     def check_response_type(self, response_type: str) -> bool:

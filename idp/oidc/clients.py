@@ -24,11 +24,11 @@ from sqlalchemy.orm import Session
 from idp import state
 from idp.models import Client
 from idp.models.base import secret_digest
+from idp.models.oidc import SECRET_METHODS
 from idp.oidc.claims import SUPPORTED_SCOPES
 from idp.state import Stamp
 
 AUTH_METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt", "none")
-SECRET_METHODS = ("client_secret_basic", "client_secret_post")
 # Seconds a private_key_jwt assertion may still have to live: an hour (the default of common client
 # libraries, Authlib's among them) and a minute of clock skew. Its jti is remembered that long.
 MAX_ASSERTION_LIFETIME = 3660

@@ -27,7 +27,7 @@ def push(server: SatuIDServer, form: dict[str, str]) -> tuple[int, dict[str, Any
     request = server.create_oauth2_request(None)
     client = server.authenticate_client(request, list(AUTH_METHODS), endpoint="par")
     if "request_uri" in form:
-        raise InvalidRequestError("request_uri is not allowed in a pushed request (RFC 9126 §2.1).")
+        raise InvalidRequestError("request_uri is not allowed in a pushed request (RFC 9126, section 2.1).")
     if form.get("client_id", client.client_id) != client.client_id:
         raise InvalidRequestError("client_id does not match the authenticated client.")
     params = {k: v for k, v in form.items()

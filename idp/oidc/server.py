@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer
-from authlib.oauth2.rfc6749 import OAuth2Request
+from authlib.oauth2.rfc6749 import OAuth2Error, OAuth2Request
 from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload
 from authlib.oauth2.rfc9207 import IssuerParameter
 from flask import Flask, current_app
@@ -51,6 +51,19 @@ class Issuer(IssuerParameter):
         return issuer
 
 
+#: Authlib's descriptions of these errors repeat the value the client sent; ours never do.
+_FIXED_DESCRIPTIONS = {
+    "unsupported_grant_type": "The grant_type is not supported.",
+    "unsupported_response_type": "The response_type is not supported.",
+}
+
+
+def error_description(error: OAuth2Error) -> str | None:
+    """The description to send for ``error``: never an echo of the request's values."""
+    fixed = _FIXED_DESCRIPTIONS.get(error.error)
+    return fixed if fixed is not None else error.get_error_description()
+
+
 class SatuIDServer(AuthorizationServer):
     def query_client(self, client_id: str) -> Client | None:
         return clients.find(get_session(), client_id)
@@ -73,6 +86,13 @@ class SatuIDServer(AuthorizationServer):
         if isinstance(request, dict):
             return StoredRequest(request)
         return super().create_oauth2_request(flask_request)
+
+    def handle_error_response(self, request: Any, error: OAuth2Error) -> Any:
+        if error.error in _FIXED_DESCRIPTIONS:
+            clean = OAuth2Error(description=error_description(error), status_code=error.status_code)
+            clean.error = error.error
+            error = clean
+        return super().handle_error_response(request, error)
 
     def handle_response(self, status_code: int, payload: Any, headers: Any) -> Any:
         response = super().handle_response(status_code, payload, headers)

@@ -37,12 +37,12 @@ from idp.db import get_session
 from idp.errors import page
 from idp.models import Client
 from idp.oidc import claims as claimsmod
-from idp.oidc import par
+from idp.oidc import clients, par, syntax
 from idp.oidc import params as request_params
 from idp.oidc.grants import Authentication
 from idp.oidc.pairwise import pairwise_subject
 from idp.oidc.params import AuthorizationFailure
-from idp.oidc.server import get_server
+from idp.oidc.server import error_description, get_server
 from idp.state import PendingAuthorization
 
 bp = Blueprint("authorization", __name__)
@@ -84,6 +84,8 @@ def authorize() -> Any:
     if any(len(values.getlist(k)) > 1 for k in values):
         return _error_page()  # RFC 6749 §3.1: parameters MUST NOT repeat; nothing is trustworthy
     params = values.to_dict()
+    if (bad := syntax.first_invalid(params)) is not None:
+        return _refuse_syntax(params, bad)
     if "request_uri" in params:
         if not params.get("client_id"):
             return _error_page()  # RFC 9126 §4: client_id comes with request_uri
@@ -96,6 +98,20 @@ def authorize() -> Any:
     # a new session or a new authentication event (prompt=login and max_age are then satisfied).
     before = {"sid": current.sid, "auth_event": current.auth_event} if current else None
     return _process(secrets.token_urlsafe(24), PendingAuthorization(params=params, before=before))
+
+
+def _refuse_syntax(params: dict[str, str], bad: str) -> Any:
+    """A parameter breaks its grammar: tell the portal when its redirect_uri can be trusted (RFC 6749
+    §4.1.2.1), otherwise show the page; never echo the value."""
+    if bad not in ("client_id", "redirect_uri"):
+        client = clients.find(get_session(), params.get("client_id"))
+        redirect_uri = params.get("redirect_uri", "")
+        if client is not None and client.check_redirect_uri(redirect_uri):
+            state_value = params.get("state") if syntax.first_invalid(
+                {"state": params.get("state", "")}) is None else None
+            return _redirect_error(redirect_uri, state_value, "invalid_request",
+                                   syntax.description(bad))
+    return _error_page()
 
 
 @bp.get("/authorize/resume/<rid>")
@@ -114,7 +130,7 @@ def _process(rid: str, pending: PendingAuthorization) -> Any:
     except OAuth2Error as error:
         if error.redirect_uri:
             return _redirect_error(error.redirect_uri, params.get("state"), error.error,
-                                   error.get_error_description())
+                                   error_description(error))
         return _error_page(error)
     try:
         return _decide(rid, pending, grant)

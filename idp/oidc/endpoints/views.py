@@ -18,7 +18,7 @@ from idp.consent import records as consents
 from idp.db import get_session
 from idp.errors import page
 from idp.oidc import claims as claimsmod
-from idp.oidc import keys, par, tokens
+from idp.oidc import keys, par, syntax, tokens
 from idp.oidc.discovery import provider_metadata
 from idp.oidc.pairwise import pairwise_subject
 from idp.oidc.server import get_server
@@ -27,25 +27,42 @@ from idp.state import LogoutRequest
 bp = Blueprint("oidc", __name__)
 
 
+def _invalid_parameter() -> Response | None:
+    """RFC 6749 §5.2 ``invalid_request`` for a parameter that breaks its grammar (``syntax``) or is
+    sent twice (§3.2: parameters MUST NOT be included more than once)."""
+    repeated = next((k for k in request.form if len(request.form.getlist(k)) > 1), None)
+    bad = syntax.first_invalid(request.form.to_dict())
+    if repeated is None and bad is None:
+        return None
+    text = (syntax.description(bad) if bad is not None
+            else "A parameter was sent more than once.")
+    response = jsonify(error="invalid_request", error_description=text)
+    response.status_code = 400
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
 # ---- token, revocation, introspection, PAR -------------------------------------------------------
 
 @bp.post("/token")
 def token() -> Any:
-    return get_server().create_token_response()
+    return _invalid_parameter() or get_server().create_token_response()
 
 
 @bp.post("/revoke")
 def revoke() -> Any:
-    return get_server().create_endpoint_response("revocation")
+    return _invalid_parameter() or get_server().create_endpoint_response("revocation")
 
 
 @bp.post("/introspect")
 def introspect() -> Any:
-    return get_server().create_endpoint_response("introspection")
+    return _invalid_parameter() or get_server().create_endpoint_response("introspection")
 
 
 @bp.post("/par")
 def pushed_authorization_request() -> Any:
+    if (refused := _invalid_parameter()) is not None:
+        return refused
     server = get_server()
     try:
         status, body = par.push(server, request.form.to_dict())
@@ -116,6 +133,9 @@ def end_session() -> Any:
     otherwise ask the citizen first (§6)."""
     server = get_server()
     params = request.values.to_dict()
+    if syntax.first_invalid(params) is not None:
+        return page(400, _("This logout request is not valid"),
+                    _("Go back to the service and try again."))
     try:
         validated = server.validate_endpoint_request("end_session")
     except OAuth2Error:
