@@ -304,6 +304,9 @@ portals_of_session = MemberSet("sso-rps", _absolute)                            
 login_failures = Counter("fail", 3600)
 login_waits = Record("wait", Stamp, 60)
 login_locks = Record("lock", Stamp, _lockout)
+factor_failures = Counter("mfa-fail", 24 * 3600)                                   # citizen id
+factor_waits = Record("mfa-wait", Stamp, 60)                                       # citizen id
+factor_locks = Record("mfa-lock", Stamp, _lockout)                                 # citizen id
 network_attempts = Counter("ip", 61)                                               # bucket, ip, minute
 
 # Registration (idp.registration)

@@ -169,3 +169,39 @@ def test_seed_demo_creates_a_citizen_with_a_working_authenticator_once(
     away_from_step_edge()
     done = submit_code(client, "next=/account", "totp", pyotp.TOTP(demo["totp_secret"]).now())
     assert done.status_code == 302 and sso_of(app, client).acr == 2
+
+
+def test_wrong_codes_between_password_logins_still_lock_the_second_factor(
+        backend: dict[str, str], factory: Factory) -> None:
+    from idp import state
+
+    """NIST SP 800-63B §5.2.2: second-factor failures have their own count, which a correct password
+    does not clear. Twenty-four wrong codes interleaved with password logins used to leave the
+    right code working; now the fifth wrong code locks, and the right one no longer helps."""
+    app = make_app(backend)
+    client = app.test_client()
+    auth = AuthActions(client)
+    factory = type(factory)(app)
+    citizen = factory.citizen()
+    auth.login(citizen.nik, citizen.password)
+    secret = enrol_totp(app, client, citizen)
+    limit = app.config["IDP"].login_max_failures
+    steps: list[tuple[str, int]] = []
+    for guess in range(24):
+        with app.app_context():  # a patient attacker waits out the short delays
+            state.factor_waits.delete(str(citizen.id))
+        if sso_of(app, client) is not None:
+            auth.logout()
+        login = auth.login(citizen.nik, citizen.password)
+        steps.append(("login", login.status_code))
+        if login.status_code != 302:
+            break
+        steps.append(("code", submit_code(client, "next=/account", "totp", f"{guess:06d}").status_code))
+    codes_tried = [status for kind, status in steps if kind == "code"]
+    assert len(codes_tried) == limit  # the limit, not 24
+    assert codes_tried[-1] == 429 and steps[-1] == ("login", 429)
+    # The password no longer opens even a level-1 session, so the right code has nowhere to go.
+    assert sso_of(app, client) is None
+    assert auth.login(citizen.nik, citizen.password).status_code == 429
+    assert pyotp.TOTP(secret).now() and sso_of(app, client) is None
+    app.extensions["idp.engine"].dispose()

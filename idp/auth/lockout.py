@@ -1,7 +1,14 @@
-"""Failed-attempt throttling: per-account progressive delay and lockout, per-IP rate limit.
+"""Failed-attempt throttling: progressive delay and lockout per account, rate limit per network.
 
-Counters are keyed on the NIK as typed, registered or not, so the answers never reveal whether a
-NIK has an account. Failed second-factor attempts count against the same account counter.
+Passwords and second factors are counted apart (NIST SP 800-63B §5.2.2): a correct password must
+not wipe the count of wrong codes, or whoever holds the password could guess codes for ever by
+logging in again between guesses.
+
+- Password failures are keyed on the NIK as typed, registered or not, so the answers never reveal
+  whether a NIK has an account. A correct password clears them; a lockout starts a fresh count.
+- Second-factor failures are keyed on the citizen and kept for a day. Only a correct second factor
+  clears them; each failure past the limit locks the second factors again, twice as long each time
+  (up to a day), so guessing never gets more than a few tries an hour.
 """
 
 from __future__ import annotations
@@ -13,13 +20,24 @@ from flask import current_app, request
 
 from idp import state
 from idp.config import Settings
-from idp.state import Stamp
+from idp.state import Counter, Record, Stamp
 
 FREE_ATTEMPTS = 2  # failures before delays start
+MAX_LOCK_SECONDS = 24 * 3600
 
 
-def _account(nik: str) -> str:
-    return state.digest(nik)  # the store never lists NIKs in clear
+@dataclass(frozen=True)
+class Guard:
+    """Where one kind of secret keeps its failures, delays and locks."""
+
+    failures: Counter
+    waits: Record[Stamp]
+    locks: Record[Stamp]
+    escalating: bool  # keep counting across lockouts (second factors) or start afresh (passwords)
+
+
+PASSWORDS = Guard(state.login_failures, state.login_waits, state.login_locks, escalating=False)
+SECOND_FACTORS = Guard(state.factor_failures, state.factor_waits, state.factor_locks, escalating=True)
 
 
 def _settings() -> Settings:
@@ -37,10 +55,16 @@ class Throttle:
         return self.locked_for > 0 or self.wait_for > 0
 
 
+def _check(guard: Guard, key: str) -> Throttle:
+    return Throttle(locked_for=guard.locks.remaining(key), wait_for=guard.waits.remaining(key))
+
+
 def check(nik: str) -> Throttle:
-    acct = _account(nik)
-    return Throttle(locked_for=state.login_locks.remaining(acct),
-                    wait_for=state.login_waits.remaining(acct))
+    return _check(PASSWORDS, state.digest(nik))
+
+
+def check_second_factor(citizen_id: str) -> Throttle:
+    return _check(SECOND_FACTORS, citizen_id)
 
 
 @dataclass
@@ -52,7 +76,8 @@ class Attempt:
     window get their password or code checked at all.
     """
 
-    nik: str
+    guard: Guard
+    key: str
     number: int                       # this attempt's place among the window's failures
     throttle: Throttle                # blocked: refuse without checking anything
 
@@ -62,52 +87,68 @@ class Attempt:
 
     def failed(self) -> Throttle:
         """The check failed: after a few failures make the next wait (2, 4, 8... s), then lock."""
-        s = _settings()
-        acct = _account(self.nik)
-        if self.number >= s.login_max_failures:
-            state.login_locks.put(Stamp(at=int(time.time())), acct)
-            state.login_failures.delete(acct)
-            return Throttle(locked_for=s.login_lockout_seconds)
+        limit = _settings().login_max_failures
+        if self.number >= limit:
+            seconds = _lock_seconds(self.guard, self.number - limit)
+            self.guard.locks.put(Stamp(at=int(time.time())), self.key, ttl=seconds)
+            if not self.guard.escalating:
+                self.guard.failures.delete(self.key)
+            return Throttle(locked_for=seconds)
         if self.number > FREE_ATTEMPTS:
             delay = _delay(self.number)
-            state.login_waits.put(Stamp(at=int(time.time())), acct, ttl=delay)
+            self.guard.waits.put(Stamp(at=int(time.time())), self.key, ttl=delay)
             return Throttle(wait_for=delay)
         return Throttle()
 
     def succeeded(self) -> None:
-        record_success(self.nik)
+        self.guard.failures.delete(self.key)
+        self.guard.waits.delete(self.key)
 
 
 def _delay(failures: int) -> int:
     return min(1 << max(0, failures - FREE_ATTEMPTS), 30)
 
 
-def begin(nik: str) -> Attempt:
-    """Reserve an attempt for ``nik`` before its password or code is checked."""
-    throttle = check(nik)
+def _lock_seconds(guard: Guard, beyond: int) -> int:
+    base = _settings().login_lockout_seconds
+    if not guard.escalating:
+        return base
+    return min(base << min(beyond, 16), MAX_LOCK_SECONDS)
+
+
+def _begin(guard: Guard, key: str) -> Attempt:
+    throttle = _check(guard, key)
     if throttle.blocked:
-        return Attempt(nik, 0, throttle)
-    s = _settings()
-    acct = _account(nik)
-    number = state.login_failures.incr(acct)
-    if number > s.login_max_failures:
+        return Attempt(guard, key, 0, throttle)
+    number = guard.failures.incr(key)
+    limit = _settings().login_max_failures
+    if number > limit:
         # Every attempt allowed is taken by requests in flight or lost ones (a worker killed
         # mid-check never reports): lock now rather than leave the account waiting on them.
-        if state.login_locks.put_if_absent(Stamp(at=int(time.time())), acct):
-            state.login_failures.delete(acct)
-        return Attempt(nik, number, Throttle(locked_for=max(1, state.login_locks.remaining(acct))))
-    return Attempt(nik, number, Throttle())
+        if guard.locks.put_if_absent(Stamp(at=int(time.time())), key,
+                                     ttl=_lock_seconds(guard, number - limit)) \
+                and not guard.escalating:
+            guard.failures.delete(key)
+        return Attempt(guard, key, number, Throttle(locked_for=max(1, guard.locks.remaining(key))))
+    return Attempt(guard, key, number, Throttle())
 
 
-def record_success(nik: str) -> None:
-    acct = _account(nik)
-    state.login_failures.delete(acct)
-    state.login_waits.delete(acct)
+def begin(nik: str) -> Attempt:
+    """Reserve a password attempt for ``nik`` before the password is checked."""
+    return _begin(PASSWORDS, state.digest(nik))
+
+
+def begin_second_factor(citizen_id: str) -> Attempt:
+    """Reserve a second-factor attempt for the citizen before the code or passkey is checked."""
+    return _begin(SECOND_FACTORS, citizen_id)
 
 
 def unlock(nik: str) -> None:
-    record_success(nik)
-    state.login_locks.delete(_account(nik))
+    """A password reset: the password's failures and lock are over (second factors' are not)."""
+    key = state.digest(nik)
+    PASSWORDS.failures.delete(key)
+    PASSWORDS.waits.delete(key)
+    PASSWORDS.locks.delete(key)
 
 
 def ip_allowed(bucket: str = "login") -> bool:

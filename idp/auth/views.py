@@ -113,6 +113,12 @@ def login() -> Any:
 
     assert citizen is not None
     attempt.succeeded()
+    # Wrong second factors lock logging in too, until they expire or a second factor succeeds: the
+    # password alone, proved again, must not reopen the guessing (checked only now, after the
+    # password, so the answer reveals nothing to whoever does not have it).
+    factors_locked = lockout.check_second_factor(str(citizen.id))
+    if factors_locked.locked_for:
+        return _throttled(form, interaction, factors_locked)
     if passwords.needs_rehash(citizen.password_hash):
         citizen.password_hash = passwords.hash_password(password)
     return continue_after_password(citizen, interaction, form.next.data)

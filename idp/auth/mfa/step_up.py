@@ -182,7 +182,7 @@ def step_up_verify() -> Any:
     if not form.validate_on_submit() or factor not in factors.usable(
             get_session(), citizen, ctx.required, ctx.allowed) or factor == "passkey":
         return _render_step_up(ctx, citizen, factor, error=_("Enter the code."), status=400)
-    attempt = lockout.begin(citizen.nik)
+    attempt = lockout.begin_second_factor(str(citizen.id))
     if attempt.blocked:
         return _locked_response(ctx, citizen, attempt.throttle)
     db = get_session()
@@ -222,7 +222,7 @@ def step_up_send() -> Any:
     if not form.validate_on_submit() or factor not in sent_codes.CHANNELS or factor not in factors.usable(
             get_session(), citizen, ctx.required, ctx.allowed):
         abort(400)
-    throttle = lockout.check(citizen.nik)
+    throttle = lockout.check_second_factor(str(citizen.id))
     if throttle.locked_for:
         return _locked_response(ctx, citizen, throttle)
     try:
@@ -257,7 +257,7 @@ def step_up_passkey_options() -> Any:
     current = sso.current()
     if current is None:
         return jsonify(error="login_required"), 401
-    if lockout.check(citizen.nik).blocked:
+    if lockout.check_second_factor(str(citizen.id)).blocked:
         return jsonify(error="locked"), 429
     options = passkeys.authentication_options(get_session(), citizen, current.sid)
     return Response(options, mimetype="application/json")
@@ -269,7 +269,7 @@ def step_up_passkey_verify() -> Any:
     citizen, current = current_citizen(), sso.current()
     if citizen is None or current is None:
         return jsonify(error="login_required"), 401
-    attempt = lockout.begin(citizen.nik)
+    attempt = lockout.begin_second_factor(str(citizen.id))
     if attempt.blocked:
         return jsonify(error="locked", redirect=ctx.url()), 429
     db = get_session()
