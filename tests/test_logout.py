@@ -32,6 +32,19 @@ def _sign_in(app, client, factory, **fields) -> Any:
     return portal, tokens, info
 
 
+def portal_citizen(app, portal: Portal, sub: str) -> str:
+    """The citizen id behind a portal's pairwise ``sub`` (as SatuID itself would find it)."""
+    from idp.db import get_session
+    from idp.models import Citizen, Client
+    from idp.oidc.pairwise import pairwise_subject
+
+    with app.app_context():
+        session = get_session()
+        client = session.get(Client, portal.client_id)
+        return next(str(c.id) for c in session.scalars(select(Citizen))
+                    if pairwise_subject(client, str(c.id)) == sub)
+
+
 def _check_logout_token(client, token: str, audience: str, sid: str) -> dict:
     decoded = jwt.decode(token, KeySet.import_key_set(client.get("/jwks").get_json()))
     assert decoded.header["typ"] == "logout+jwt"
@@ -181,10 +194,9 @@ def test_only_an_id_token_is_taken_as_id_token_hint(app, client, factory) -> Non
     portal, tokens, info = _sign_in(app, client, factory)
     id_claims = jwt.decode(tokens["id_token"], KeySet.import_key_set(client.get("/jwks").get_json()))
     with app.test_request_context():
-        from idp.auth.session import by_sid
+        from idp.auth.session import sessions_of
 
-        sso = by_sid(id_claims.claims["sid"])
-        assert sso is not None
+        [sso] = sessions_of(portal_citizen(app, portal, id_claims.claims["sub"]))
         session = get_session()
         forged = logout_token(session, session.get(Client, portal.client_id), sso.citizen_id, sso.sid)
     for hint in (tokens["access_token"], forged):
@@ -194,3 +206,55 @@ def test_only_an_id_token_is_taken_as_id_token_hint(app, client, factory) -> Non
         assert response.status_code == 200 and 'value="logout"' in html
         # The session is still there: the portal signs in again silently.
         assert "code=" in client.get(portal.authorize_url(prompt="none")).headers["Location"]
+
+
+def test_each_portal_sees_its_own_sid_and_is_logged_out_by_it(app, client, factory, receiver) -> None:
+    """Two portals of different sectors signed in by one SSO session get different ``sid`` values
+    (they cannot join their users on it), and each logout token names the portal's own."""
+    citizen = factory.citizen()
+    sids = {}
+    for client_id in ("portal-pajak", "portal-sekolah"):
+        info = register_portal(app, client_id=client_id, backchannel_logout_uri=receiver.url,
+                               sector_identifier=f"{client_id}.example.id")
+        portal = Portal(client, info["client_id"], info["secret"], info["redirect_uri"])
+        result = portal.sign_in(citizen.nik, citizen.password)
+        id_token = portal.token(result["code"]).get_json()["id_token"]
+        sids[client_id] = jwt.decode(id_token, KeySet.import_key_set(client.get("/jwks").get_json())
+                                     ).claims["sid"]
+    assert sids["portal-pajak"] != sids["portal-sekolah"]
+    token = csrf_token(client.get("/logout").get_data(as_text=True))
+    assert client.post("/logout", data={"csrf_token": token}).status_code == 302
+    received = {}
+    for raw in receiver.wait_for(2):
+        claims = jwt.decode(raw, KeySet.import_key_set(client.get("/jwks").get_json())).claims
+        received[claims["aud"]] = claims["sid"]
+    assert received == sids
+
+
+def test_a_logout_token_is_signed_when_it_is_sent_not_when_it_was_queued(app, client, factory,
+                                                                       receiver) -> None:
+    """Back-Channel Logout §2.6: a portal rejects an expired token, so a retry after a long outage
+    must carry a fresh one."""
+    import time
+
+    from idp.db import get_session
+    from idp.models import LogoutDelivery
+    from idp.oidc.logout import deliver_due
+
+    receiver.status = 503
+    portal, tokens, info = _sign_in(app, client, factory, backchannel_logout_uri=receiver.url)
+    token = csrf_token(client.get("/logout").get_data(as_text=True))
+    client.post("/logout", data={"csrf_token": token})
+    with app.app_context():
+        deliver_due(app)
+    queued_at = int(time.time())
+    time.sleep(2)
+    receiver.status = 200
+    with app.app_context():
+        session = get_session()
+        session.execute(update(LogoutDelivery).values(next_attempt_at=dt.datetime.now(dt.UTC)))
+        session.commit()
+        assert deliver_due(app) == {"delivered": 1}
+    [raw] = receiver.wait_for(1)
+    claims = jwt.decode(raw, KeySet.import_key_set(client.get("/jwks").get_json())).claims
+    assert claims["iat"] >= queued_at + 2 and claims["exp"] > time.time()

@@ -168,7 +168,7 @@ class LogoutDelivery(Base):
     citizen_id: Mapped[str] = mapped_column(String(36))
     sid: Mapped[str] = mapped_column(String(64))
     uri: Mapped[str] = mapped_column(String(500))
-    logout_token: Mapped[str] = mapped_column(Text)
+    logout_token: Mapped[str] = mapped_column(Text)  # unused: tokens are signed when sent
     status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)

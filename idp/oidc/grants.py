@@ -29,7 +29,7 @@ from idp.models.base import secret_digest
 from idp.oidc import claims as claimsmod
 from idp.oidc import keys, tokens
 from idp.oidc.clients import AUTH_METHODS
-from idp.oidc.pairwise import pairwise_subject
+from idp.oidc.pairwise import pairwise_subject, portal_sid
 from idp.state import IssuedCode, SpentCode
 
 
@@ -222,7 +222,7 @@ class IdToken(OpenIDCode):
             "aud": client.client_id, "iat": now,
             "exp": now + current_app.config["IDP"].id_token_lifetime,
             "auth_time": code.get_auth_time(), "acr": code.get_acr(), "amr": code.get_amr(),
-            "sid": code["sid"],
+            "sid": portal_sid(client, code["sid"]),
         }
         if code.get_nonce():
             claims["nonce"] = code.get_nonce()

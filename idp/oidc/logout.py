@@ -30,7 +30,7 @@ from idp.db import get_session, rowcount
 from idp.models import Client, LogoutDelivery
 from idp.models.base import utcnow
 from idp.oidc import keys
-from idp.oidc.pairwise import pairwise_subject
+from idp.oidc.pairwise import pairwise_subject, portal_sid
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +77,7 @@ class EndSession(EndSessionEndpoint):
         current = sso.current()
         if current is None:
             return
-        claims = end_session_request.id_token_claims
-        if claims is not None and claims.get("sid") != current.sid and not self.confirmed:
+        if not self.confirmed and not hint_names_session(end_session_request, current.sid):
             return  # a hint for another session: this browser's session stays
         citizen_id = current.citizen_id
         sso.end(current, reason="rp_logout")
@@ -96,15 +95,25 @@ class ConfirmedEndSession(EndSession):
 
 # ---- back-channel logout -------------------------------------------------------------------------
 
+def hint_names_session(validated: Any, sid: str) -> bool:
+    """Whether a validated end-session request's ID token names the SSO session ``sid`` (the ID token
+    carries the portal's own ``sid`` for it)."""
+    claims = validated.id_token_claims
+    client = validated.client
+    return bool(claims is not None and client is not None
+                and claims.get("sid") == portal_sid(client, sid))
+
+
 def logout_token(session: Session, client: Client, citizen_id: str, sid: str) -> str:
-    """A logout token (Back-Channel Logout §2.4): no nonce, ``typ: logout+jwt``."""
+    """A logout token (Back-Channel Logout §2.4): no nonce, ``typ: logout+jwt``; signed when it is
+    sent, so a portal that was down for a while still gets a token within its lifetime (§2.6)."""
     alg = client.id_token_signed_response_alg or "RS256"
     key = keys.signing_key(session, alg)
     now = int(time.time())
     claims = {
         "iss": current_app.config["IDP"].issuer, "aud": client.client_id, "iat": now,
         "exp": now + LOGOUT_TOKEN_LIFETIME, "jti": secrets.token_urlsafe(16),
-        "sub": pairwise_subject(client, citizen_id), "sid": sid,
+        "sub": pairwise_subject(client, citizen_id), "sid": portal_sid(client, sid),
         "events": {BACKCHANNEL_EVENT: {}},
     }
     return jwt.encode({"alg": alg, "kid": key.kid, "typ": "logout+jwt"}, claims, key)
@@ -118,8 +127,7 @@ def queue_logout(session: Session, sid: str, citizen_id: str, client_ids: list[s
         if client is None or not client.backchannel_logout_uri:
             continue
         row = LogoutDelivery(client_id=client_id, citizen_id=citizen_id, sid=sid,
-                             uri=client.backchannel_logout_uri,
-                             logout_token=logout_token(session, client, citizen_id, sid),
+                             uri=client.backchannel_logout_uri, logout_token="",
                              next_attempt_at=utcnow())
         session.add(row)
         session.flush()
@@ -151,8 +159,10 @@ def deliver_one(app: Flask, delivery_id: int) -> str | None:
         row = session.get(LogoutDelivery, delivery_id)
         assert row is not None
         error = None
+        client = session.get(Client, row.client_id)
+        token = logout_token(session, client, row.citizen_id, row.sid) if client is not None else ""
         try:
-            response = requests.post(row.uri, data={"logout_token": row.logout_token},
+            response = requests.post(row.uri, data={"logout_token": token},
                                      timeout=DELIVERY_TIMEOUT, allow_redirects=False)
             if response.status_code not in (200, 204):
                 error = f"HTTP {response.status_code}"

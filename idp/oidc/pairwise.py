@@ -25,6 +25,15 @@ def sector_of(client: Client) -> str:
     return sorted(hosts)[0] if hosts else client.client_id
 
 
+def portal_sid(client: Client, sid: str) -> str:
+    """The ``sid`` a portal sees for an SSO session: its own for each portal, as node-oidc-provider
+    does. One value for every portal would let portals of different sectors join their users on it
+    and undo the pairwise ``sub``."""
+    secret = current_app.config["IDP"].pairwise_secret.encode()
+    digest = hmac.new(secret, f"sid\x00{client.client_id}\x00{sid}".encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest[:18]).decode()
+
+
 def pairwise_subject(client: Client, citizen_id: str) -> str:
     secret = current_app.config["IDP"].pairwise_secret.encode()
     digest = hmac.new(secret, (sector_of(client) + str(citizen_id)).encode(), hashlib.sha256).digest()

@@ -20,6 +20,7 @@ from idp.errors import page
 from idp.oidc import claims as claimsmod
 from idp.oidc import keys, par, syntax, tokens
 from idp.oidc.discovery import provider_metadata
+from idp.oidc.logout import hint_names_session
 from idp.oidc.pairwise import pairwise_subject
 from idp.oidc.server import get_server
 from idp.state import LogoutRequest
@@ -143,7 +144,7 @@ def end_session() -> Any:
         params.pop("id_token_hint", None)
     current = sso_sessions.current()
     if validated is not None and not validated.needs_confirmation and (
-            current is None or validated.id_token_claims.get("sid") == current.sid):
+            current is None or hint_names_session(validated, current.sid)):
         response = server.create_endpoint_response("end_session", validated)
         return response or render_template("oidc/logged_out.html")
     handle = secrets.token_urlsafe(24)
