@@ -242,7 +242,7 @@ def test_a_logout_token_is_signed_when_it_is_sent_not_when_it_was_queued(app, cl
     from idp.oidc.logout import deliver_due
 
     receiver.status = 503
-    portal, tokens, info = _sign_in(app, client, factory, backchannel_logout_uri=receiver.url)
+    _sign_in(app, client, factory, backchannel_logout_uri=receiver.url)
     token = csrf_token(client.get("/logout").get_data(as_text=True))
     client.post("/logout", data={"csrf_token": token})
     with app.app_context():

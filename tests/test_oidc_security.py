@@ -6,6 +6,8 @@ import time
 from typing import Any
 from urllib.parse import urlencode
 
+import pytest
+
 from tests.oidc_rp import Portal, pkce_pair, query, register_portal
 
 
@@ -297,4 +299,42 @@ def test_unreachable_jwks_uri_is_invalid_client_not_an_error_page(app, client) -
     register_portal(app, client_id="portal-jauh", token_endpoint_auth_method="private_key_jwt",
                     jwks_uri="http://127.0.0.1:9/jwks.json")
     response = _pkjwt_introspect(client, "portal-jauh", _assertion(key, "portal-jauh"))
+    assert response.status_code == 400 and response.get_json()["error"] == "invalid_client"
+
+
+@pytest.mark.parametrize("alg", ["RS256", "PS256", "ES256"])
+def test_private_key_jwt_accepts_every_advertised_algorithm(app, client, alg: str) -> None:
+    import secrets
+
+    from joserfc import jwt
+    from joserfc.jwk import ECKey, RSAKey
+
+    assert alg in client.get("/.well-known/openid-configuration").get_json()[
+        "token_endpoint_auth_signing_alg_values_supported"]
+    key = ECKey.generate_key("P-256", private=True) if alg == "ES256" else RSAKey.generate_key(
+        2048, private=True)
+    register_portal(app, client_id="portal-alg", token_endpoint_auth_method="private_key_jwt",
+                    jwks={"keys": [key.as_dict(private=False)]})
+    now = int(time.time())
+    claims = {"iss": "portal-alg", "sub": "portal-alg", "aud": "http://127.0.0.1:5000",
+              "iat": now, "exp": now + 60, "jti": secrets.token_urlsafe(12)}
+    assertion = jwt.encode({"alg": alg}, claims, key, algorithms=[alg])
+    assert _pkjwt_introspect(client, "portal-alg", assertion).status_code == 200
+
+
+def test_private_key_jwt_refuses_an_assertion_naming_several_audiences(app, client) -> None:
+    """Audience injection (2025): an assertion must name one audience, this server's."""
+    import secrets
+
+    from joserfc import jwt
+    from joserfc.jwk import RSAKey
+
+    key = RSAKey.generate_key(2048, private=True)
+    register_portal(app, client_id="portal-aud", token_endpoint_auth_method="private_key_jwt",
+                    jwks={"keys": [key.as_dict(private=False)]})
+    now = int(time.time())
+    claims = {"iss": "portal-aud", "sub": "portal-aud",
+              "aud": ["http://127.0.0.1:5000", "https://other-as.example"],
+              "iat": now, "exp": now + 60, "jti": secrets.token_urlsafe(12)}
+    response = _pkjwt_introspect(client, "portal-aud", jwt.encode({"alg": "RS256"}, claims, key))
     assert response.status_code == 400 and response.get_json()["error"] == "invalid_client"

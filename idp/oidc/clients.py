@@ -17,6 +17,7 @@ from authlib.oauth2.rfc6749 import InvalidClientError
 from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
 from flask import current_app, request
 from joserfc.errors import JoseError
+from joserfc import jwt
 from joserfc.jwk import KeySet
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -29,6 +30,8 @@ from idp.oidc.claims import SUPPORTED_SCOPES
 from idp.state import Stamp
 
 AUTH_METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt", "none")
+#: What a private_key_jwt assertion may be signed with (advertised in discovery).
+ASSERTION_ALGORITHMS = ("RS256", "PS256", "ES256")
 # Seconds a private_key_jwt assertion may still have to live: an hour (the default of common client
 # libraries, Authlib's among them) and a minute of clock skew. Its jti is remembered that long.
 MAX_ASSERTION_LIFETIME = 3660
@@ -113,15 +116,31 @@ def all_clients(session: Session) -> list[Client]:
 class PrivateKeyJWT(JWTBearerClientAssertion):
     """``private_key_jwt`` client authentication (RFC 7523 §2.2, OIDC Core §9).
 
-    The assertion's audience is the issuer or the token endpoint; each ``jti`` is accepted once
-    (kept in the store for the assertion's lifetime plus leeway, hashed with the client id).
+    The audience is one string: the issuer identifier, as the 2025 guidance on audience injection
+    asks (OpenID Foundation advisory; draft-ietf-oauth-rfc7523bis), or the token endpoint's or this
+    endpoint's URL, which libraries such as Authlib still send by default. An array naming more than
+    one audience is refused, so an assertion made for another server cannot name this one too. Each ``jti`` is accepted once (kept
+    in the store for the assertion's lifetime plus leeway, hashed with the client id).
     """
 
     CLIENT_AUTH_METHOD = "private_key_jwt"
 
     def get_audiences(self) -> list[str]:
-        issuer = current_app.config["IDP"].issuer
+        issuer: str = current_app.config["IDP"].issuer
         return [issuer, issuer + "/token", issuer + request.path]
+
+    def process_assertion_claims(self, assertion: str, resolve_key: Any) -> Any:
+        """RFC 7523 §3 with the algorithms SatuID advertises (joserfc's default leaves out PS256)."""
+        try:
+            token = jwt.decode(assertion, resolve_key, algorithms=list(ASSERTION_ALGORITHMS))
+        except JoseError as e:
+            raise InvalidClientError(description="The client assertion could not be verified.") from e
+        aud = token.claims.get("aud")
+        if not isinstance(aud, str) and not (isinstance(aud, list) and len(aud) == 1):
+            raise InvalidClientError(description="The client assertion must name one audience: "
+                                                 "the issuer identifier.")
+        self.verify_claims(token.claims)
+        return token.claims
 
     def validate_jti(self, claims: dict[str, Any], jti: str) -> bool:
         """Accept each assertion once. Its ``jti`` is remembered until the assertion expires, so an

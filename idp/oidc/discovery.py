@@ -8,7 +8,7 @@ from flask import current_app
 
 from idp.auth.loa import ACR_VALUES
 from idp.oidc.claims import SUPPORTED_CLAIMS, SUPPORTED_SCOPES
-from idp.oidc.clients import AUTH_METHODS
+from idp.oidc.clients import ASSERTION_ALGORITHMS, AUTH_METHODS
 
 
 def provider_metadata() -> dict[str, Any]:
@@ -31,7 +31,7 @@ def provider_metadata() -> dict[str, Any]:
         "subject_types_supported": ["pairwise"],
         "id_token_signing_alg_values_supported": ["RS256", "ES256"],
         "token_endpoint_auth_methods_supported": list(AUTH_METHODS),
-        "token_endpoint_auth_signing_alg_values_supported": ["RS256", "ES256", "PS256"],
+        "token_endpoint_auth_signing_alg_values_supported": list(ASSERTION_ALGORITHMS),
         "revocation_endpoint_auth_methods_supported": list(AUTH_METHODS),
         "introspection_endpoint_auth_methods_supported": list(AUTH_METHODS),
         "code_challenge_methods_supported": ["S256"],
