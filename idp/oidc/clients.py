@@ -16,8 +16,8 @@ import requests
 from authlib.oauth2.rfc6749 import InvalidClientError
 from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
 from flask import current_app, request
-from joserfc.errors import JoseError
 from joserfc import jwt
+from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 from sqlalchemy import select
 from sqlalchemy.orm import Session
