@@ -82,7 +82,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.config.update(
         IDP=settings,
         SECRET_KEY=settings.secret_key,
-        SESSION_COOKIE_NAME="satuid_ui",
+        # The UI cookie carries the CSRF token: over https the __Host- prefix pins it to this host
+        # and path (RFC 6265bis section 4.1.3.2), as the SSO cookie is.
+        SESSION_COOKIE_NAME="__Host-satuid_ui" if settings.secure_cookies else "satuid_ui",
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=settings.secure_cookies,

@@ -147,5 +147,7 @@ def _check_production(settings: Settings, env: dict[str, str]) -> None:
         problems.append("IDP_DATABASE_URL must point to PostgreSQL")
     if settings.dev_outbox:
         problems.append("IDP_DEV_OUTBOX must be off")
+    if not settings.metrics_token:
+        problems.append("IDP_METRICS_TOKEN must be set (/metrics is public without it)")
     if problems:
         raise ConfigError("production settings: " + "; ".join(problems))

@@ -15,14 +15,18 @@ from gunicorn.glogging import Logger
 _SECRET_PATH = re.compile(r"(/password/reset/|/register/verify/)[^/?#\s\"]+")
 _SECRET_PARAM = re.compile(
     r"((?:^|[?&;\s])(?:code|token|refresh_token|access_token|id_token_hint|logout_token|"
-    r"client_secret|password|client_assertion|request|otp)=)[^&\s\"]*",
+    r"client_secret|password|client_assertion|request|otp|login_hint|nik)=)[^&\s\"]*",
     re.IGNORECASE,
 )
 
 
+_NIK = re.compile(r"(?<!\d)\d{16}(?!\d)")  # a NIK anywhere in a logged line
+
+
 def redact(text: str) -> str:
     text = _SECRET_PATH.sub(r"\1[redacted]", text)
-    return _SECRET_PARAM.sub(r"\1[redacted]", text)
+    text = _SECRET_PARAM.sub(r"\1[redacted]", text)
+    return _NIK.sub("[nik]", text)
 
 
 class RedactingLogger(Logger):

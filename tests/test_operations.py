@@ -36,3 +36,21 @@ def test_production_refuses_embedded_defaults(tmp_path) -> None:
 def test_dev_outbox_is_absent_in_production_like_settings(backend: dict[str, str]) -> None:
     app = make_app({**backend, "IDP_DEV_OUTBOX": "0"})
     assert app.test_client().get("/dev/outbox").status_code == 404
+
+
+def test_production_requires_a_metrics_token(tmp_path) -> None:
+    with pytest.raises(ConfigError) as e:
+        load_settings({"IDP_ENV": "production", "IDP_INSTANCE_PATH": str(tmp_path),
+                       "IDP_METRICS_TOKEN": ""})
+    assert "IDP_METRICS_TOKEN must be set" in str(e.value)
+
+
+def test_over_https_the_ui_cookie_is_pinned_to_the_host(backend: dict[str, str]) -> None:
+    """The UI cookie holds the CSRF token: over https it carries the __Host- prefix, Secure, Path=/."""
+    app = make_app({**backend, "IDP_ISSUER": "https://satuid.example.id"})
+    client = app.test_client()
+    response = client.get("/login", base_url="https://satuid.example.id")
+    cookie = response.headers.get("Set-Cookie", "")
+    assert cookie.startswith("__Host-satuid_ui=") and "Secure" in cookie and "Path=/" in cookie
+    assert "Domain" not in cookie
+    app.extensions["idp.engine"].dispose()

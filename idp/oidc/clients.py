@@ -119,8 +119,9 @@ class PrivateKeyJWT(JWTBearerClientAssertion):
     The audience is one string: the issuer identifier, as the 2025 guidance on audience injection
     asks (OpenID Foundation advisory; draft-ietf-oauth-rfc7523bis), or the token endpoint's or this
     endpoint's URL, which libraries such as Authlib still send by default. An array naming more than
-    one audience is refused, so an assertion made for another server cannot name this one too. Each ``jti`` is accepted once (kept
-    in the store for the assertion's lifetime plus leeway, hashed with the client id).
+    one audience is refused, so an assertion made for another server cannot name this one too.
+    Each ``jti`` is accepted once (kept in the store for the assertion's lifetime plus leeway,
+    hashed with the client id).
     """
 
     CLIENT_AUTH_METHOD = "private_key_jwt"
