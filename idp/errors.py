@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, Response, jsonify, render_template, request
+import psycopg
+import redis
+import sqlalchemy.exc
+from flask import Flask, Response, jsonify, make_response, render_template, request
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
@@ -29,10 +32,52 @@ def page(status: int, title: str, message: str) -> tuple[str, int]:
     return render_template("error.html", title=title, message=message, status=status), status
 
 
+#: Failures of a dependency, not of the request: PostgreSQL or Redis unreachable, a pool exhausted,
+#: SQLite's file locked too long. Answered 503 with Retry-After, never 500.
+UNAVAILABLE: tuple[type[Exception], ...] = (
+    sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError, sqlalchemy.exc.TimeoutError,
+    psycopg.OperationalError, redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
+    redis.exceptions.BusyLoadingError,
+)
+RETRY_AFTER = "30"
+
+
+def unavailable() -> Response:
+    """503 while PostgreSQL or Redis cannot be reached: OAuth JSON at the API, a page elsewhere."""
+    if _wants_json():
+        response = jsonify(error="temporarily_unavailable",
+                           error_description="The service is temporarily unavailable; retry later.")
+        response.headers["Cache-Control"] = "no-store"
+    else:
+        response = make_response(page(503, _("SatuID is temporarily unavailable"),
+                                      _("We could not reach part of our system. Your data is safe and "
+                                        "nothing was changed. Please try again in a minute.")))
+    response.status_code = 503
+    response.headers["Retry-After"] = RETRY_AFTER
+    return response
+
+
+def outage(e: Exception) -> Response:
+    """Log a dependency failure briefly (no secrets, no request values) and answer 503."""
+    _discard_quietly()
+    log.warning("dependency unavailable on %s %s: %s", request.method, request.path, type(e).__name__)
+    return unavailable()
+
+
+def _discard_quietly() -> None:
+    try:
+        db.discard()
+    except Exception:  # the connection is gone with the database; nothing was committed
+        log.debug("could not roll back the unit of work", exc_info=True)
+
+
 def init_app(app: Flask) -> None:
+    for kind in UNAVAILABLE:
+        app.register_error_handler(kind, outage)
+
     @app.errorhandler(CSRFError)
     def _csrf(_e: CSRFError) -> tuple[str, int]:
-        db.discard()
+        _discard_quietly()
         return page(
             400,
             _("This form has expired"),
@@ -41,7 +86,7 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def _http(e: HTTPException) -> Response | tuple[str, int]:
-        db.discard()  # a request answered with an error changes nothing
+        _discard_quietly()  # a request answered with an error changes nothing
         if _wants_json():
             name = "invalid_request" if e.code == 400 else (e.name or "error").lower().replace(" ", "_")
             resp = jsonify(error=name, error_description=e.description or "")
@@ -71,7 +116,9 @@ def init_app(app: Flask) -> None:
     def _unexpected(e: Exception) -> Response | tuple[str, int]:
         if isinstance(e, HTTPException):
             return _http(e)
-        db.discard()
+        if isinstance(e, UNAVAILABLE):
+            return outage(e)
+        _discard_quietly()
         log.exception("unhandled error on %s %s", request.method, request.path)
         if _wants_json():
             resp = jsonify(error="server_error", error_description="internal error")

@@ -165,3 +165,77 @@ class LogoutReceiver:
     def __exit__(self, *exc: Any) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+PG_BIN = next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin"))), Path("/nonexistent"))
+
+
+@dataclass
+class OwnPostgres:
+    """A PostgreSQL server of the test's own on a spare port, which the test may stop and start.
+
+    PostgreSQL will not run as root, so as root the server runs as the ``postgres`` user."""
+
+    directory: Path
+    port: int = 0
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _run(self, *args: str) -> None:
+        prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        subprocess.run([*prefix, *args], check=True, capture_output=True, timeout=120)
+
+    def init(self) -> OwnPostgres:
+        self.port = self.port or free_port()
+        self.directory.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:
+            import shutil
+
+            shutil.chown(self.directory, "postgres")
+        self._run(str(PG_BIN / "initdb"), "-D", str(self.directory / "data"), "-A", "trust",
+                  "-U", "postgres", "--no-sync", "-E", "UTF8")
+        return self.start()
+
+    def start(self) -> OwnPostgres:
+        self._run(str(PG_BIN / "pg_ctl"), "-D", str(self.directory / "data"), "-w", "-l",
+                  str(self.directory / "log"), "-o",
+                  f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1 -c fsync=off",
+                  "start")
+        return self
+
+    def stop(self) -> None:
+        self._run(str(PG_BIN / "pg_ctl"), "-D", str(self.directory / "data"), "-m", "fast", "-w",
+                  "stop")
+
+
+@dataclass
+class OwnRedis:
+    """A Redis server of the test's own on a spare port (it keeps nothing on disk)."""
+
+    port: int = 0
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}"
+
+    def start(self) -> OwnRedis:
+        self.port = self.port or free_port()
+        self.process = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return self
+            time.sleep(0.05)
+        raise RuntimeError("redis-server did not start")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+            self.process = None

@@ -31,7 +31,7 @@ signals = Namespace()
 #: ``create_app``).
 session_ended = signals.signal("session-ended")
 
-_CURRENT = "sso"          # g: the request's session, loaded before the request
+_CURRENT = "sso"          # g: the request's session, loaded on first use
 _COOKIE = "sso_cookie"    # g: None leaves the cookie alone, "" clears it, else the secret to set
 
 
@@ -41,7 +41,10 @@ def _settings() -> Settings:
 
 
 def current() -> SsoSession | None:
-    """The SSO session of this request (None when the citizen is not logged in)."""
+    """The SSO session of this request (None when the citizen is not logged in), read from the
+    store on first use: requests that never ask (health, keys, the token endpoint) never touch it."""
+    if _CURRENT not in g:
+        setattr(g, _CURRENT, load(request.cookies.get(cookie_name())))
     sso: SsoSession | None = g.get(_CURRENT)
     return sso
 
@@ -168,7 +171,7 @@ def end(sso: SsoSession, reason: str) -> None:
     """End one session and tell every portal it signed in to."""
     client_ids = clients_of(sso)
     _forget(sso)
-    mine = current()
+    mine: SsoSession | None = g.get(_CURRENT)  # not current(): ending may happen while loading
     if mine is not None and mine.sid == sso.sid:
         setattr(g, _CURRENT, None)
         setattr(g, _COOKIE, "")
@@ -205,12 +208,12 @@ def sessions_of(citizen_id: str) -> list[SsoSession]:
 
 
 def init_app(app: Flask) -> None:
-    """Load the request's session before each request and write its cookie after."""
+    """Forget any session a previous request left in ``g`` and write the cookie after a request."""
 
     @app.before_request
-    def _load_session() -> None:
+    def _reset() -> None:
         setattr(g, _COOKIE, None)
-        setattr(g, _CURRENT, load(request.cookies.get(cookie_name())))
+        g.pop(_CURRENT, None)
 
     @app.after_request
     def _write_cookie(response: Response) -> Response:

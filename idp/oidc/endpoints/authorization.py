@@ -26,7 +26,7 @@ from flask import Blueprint, current_app, redirect, request, url_for
 from flask_babel import gettext as _
 from werkzeug.wrappers import Response
 
-from idp import audit, state
+from idp import audit, errors, state
 from idp import interaction as interactions
 from idp.auth import loa
 from idp.auth import session as sso_sessions
@@ -112,6 +112,28 @@ def _refuse_syntax(params: dict[str, str], bad: str) -> Any:
             return _redirect_error(redirect_uri, state_value, "invalid_request",
                                    syntax.description(bad))
     return _error_page()
+
+
+def _unavailable(e: Exception) -> Any:
+    """RFC 6749 §4.1.2.1 ``temporarily_unavailable`` to the portal when its client and redirect_uri
+    can still be checked (PostgreSQL up, Redis down); the 503 page otherwise."""
+    response = errors.outage(e)
+    params = request.values.to_dict()
+    try:
+        client = clients.find(get_session(), params.get("client_id"))
+        redirect_uri = params.get("redirect_uri", "")
+        if client is None or not client.check_redirect_uri(redirect_uri) \
+                or syntax.first_invalid(params) is not None:
+            return response
+    except errors.UNAVAILABLE:
+        errors.outage(e)
+        return response
+    return _redirect_error(redirect_uri, params.get("state"), "temporarily_unavailable",
+                           "The service is temporarily unavailable; retry later.")
+
+
+for _kind in errors.UNAVAILABLE:
+    bp.register_error_handler(_kind, _unavailable)
 
 
 @bp.get("/authorize/resume/<rid>")

@@ -1,0 +1,133 @@
+"""When PostgreSQL or Redis is down: a readable 503 with Retry-After, an OAuth error to the portal
+where its redirect_uri can be checked, JSON 503 at the API, nothing half-written, and recovery
+without restarting SatuID. The test stops and starts servers of its own, never the shared ones."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import func, select
+
+from tests.conftest import FAST_ARGON2, REQUIRE_SERVICES, Factory, make_app, migrate
+from tests.oidc_rp import Portal, query, register_portal
+from tests.servers import PG_BIN, OwnPostgres, OwnRedis
+
+
+@pytest.fixture
+def services(tmp_path: Path) -> Iterator[tuple[OwnPostgres, OwnRedis]]:
+    if not (PG_BIN / "initdb").exists() or shutil.which("redis-server") is None:
+        if REQUIRE_SERVICES:
+            raise RuntimeError("the outage tests need PostgreSQL's server binaries and redis-server")
+        pytest.skip("no PostgreSQL server binaries or redis-server here")
+    # Under /tmp itself: pytest's own folders are private to root, and PostgreSQL runs as postgres.
+    directory = Path(tempfile.mkdtemp(prefix="satuid-pg-"))
+    postgres = OwnPostgres(directory).init()
+    redis = OwnRedis().start()
+    try:
+        yield postgres, redis
+    finally:
+        redis.stop()
+        with contextlib.suppress(Exception):
+            postgres.stop()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture
+def outage_app(services: tuple[OwnPostgres, OwnRedis], tmp_path: Path) -> Iterator[Flask]:
+    postgres, redis = services
+    migrate(postgres.url)
+    app = make_app({"IDP_INSTANCE_PATH": str(tmp_path / "instance"), "IDP_DATABASE_URL": postgres.url,
+                    "IDP_REDIS_URL": redis.url, "IDP_REDIS_PREFIX": "outage:", **FAST_ARGON2})
+    yield app
+    app.extensions["idp.engine"].dispose()
+
+
+def durable(app: Flask) -> dict[str, int]:
+    from idp.db import get_session
+    from idp.models import AuditEvent, ConsentRecord, Grant, Token
+
+    with app.app_context():
+        s = get_session()
+        return {m.__tablename__: s.scalar(select(func.count()).select_from(m)) or 0
+                for m in (Grant, Token, ConsentRecord, AuditEvent)}
+
+
+def assert_unavailable_page(response: Any) -> None:
+    assert response.status_code == 503 and response.headers["Retry-After"]
+    assert response.mimetype == "text/html"
+
+
+def test_redis_down_then_back(services: tuple[OwnPostgres, OwnRedis], outage_app: Flask) -> None:
+    _postgres, redis = services
+    client = outage_app.test_client()
+    citizen = Factory(outage_app).citizen()
+    info = register_portal(outage_app, client_id="portal-padam")
+    portal = Portal(client, info["client_id"], info["secret"], info["redirect_uri"])
+    portal.sign_in(citizen.nik, citizen.password)
+    before = durable(outage_app)
+
+    redis.stop()
+    r = client.get(portal.authorize_url())
+    assert r.status_code == 302 and r.headers["Location"].startswith(portal.redirect_uri)
+    sent = query(r.headers["Location"])
+    assert sent["error"] == "temporarily_unavailable" and sent["state"] == portal.last["state"]
+    assert sent["iss"] == "http://127.0.0.1:5000"
+    unknown = client.get("/authorize", query_string={"client_id": "nobody", "redirect_uri": "https://x/cb",
+                                                     "response_type": "code", "scope": "openid"})
+    assert_unavailable_page(unknown)  # no trustworthy redirect_uri: the page
+    page = client.get("/login")
+    assert_unavailable_page(page)
+    assert "sementara" in page.get_data(as_text=True)  # Indonesian by default
+    assert "temporarily unavailable" in client.get("/login?lang=en").get_data(as_text=True)
+    # Codes live in Redis: redeeming one must wait. (A refresh needs only PostgreSQL and goes on.)
+    token = client.post("/token", data={"grant_type": "authorization_code", "code": "x",
+                                        "redirect_uri": portal.redirect_uri, "code_verifier": "v" * 43},
+                        auth=(portal.client_id, portal.secret))
+    assert token.status_code == 503 and token.get_json()["error"] == "temporarily_unavailable"
+    health = client.get("/healthz")
+    assert health.status_code == 503
+    assert health.get_json()["checks"] == {"database": "ok", "store": "unavailable"}
+    assert durable(outage_app) == before  # nothing half-written
+
+    redis.start()  # the same port; it kept nothing, so the SSO session is gone
+    assert client.get("/healthz").status_code == 200
+    r = client.get(portal.authorize_url())
+    assert r.status_code == 302 and r.headers["Location"].startswith("/login")
+
+
+def test_postgres_down_then_back(services: tuple[OwnPostgres, OwnRedis], outage_app: Flask) -> None:
+    postgres, _redis = services
+    client: FlaskClient = outage_app.test_client()
+    citizen = Factory(outage_app).citizen()
+    info = register_portal(outage_app, client_id="portal-padam")
+    portal = Portal(client, info["client_id"], info["secret"], info["redirect_uri"])
+    first = portal.sign_in(citizen.nik, citizen.password)
+    tokens = portal.token(first["code"]).get_json()
+    before = durable(outage_app)
+
+    postgres.stop()
+    assert_unavailable_page(client.get(portal.authorize_url()))  # the portal cannot be checked
+    assert_unavailable_page(client.get("/account"))
+    for path, data in (("/token", {"grant_type": "authorization_code", "code": "x"}),
+                       ("/introspect", {"token": "x"}), ("/revoke", {"token": "x"})):
+        r = client.post(path, data=data, auth=(portal.client_id, portal.secret))
+        assert r.status_code == 503 and r.get_json()["error"] == "temporarily_unavailable", path
+    info_r = client.get("/userinfo", headers={"Authorization": f"Bearer {tokens['access_token']}"})
+    assert info_r.status_code == 503 and info_r.headers["Retry-After"]
+    health = client.get("/healthz")
+    assert health.status_code == 503 and health.get_json()["checks"]["database"] == "unavailable"
+
+    postgres.start()
+    assert client.get("/healthz").status_code == 200
+    assert durable(outage_app) == before  # nothing half-written while it was down
+    # The SSO session lived in Redis: the portal signs the citizen in again without a login.
+    again = client.get(portal.authorize_url(prompt="none"))
+    assert again.status_code == 302 and "code=" in again.headers["Location"]
