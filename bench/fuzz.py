@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from hypothesis import HealthCheck, given, seed, settings
 from werkzeug.datastructures import MultiDict
 
-from tests.conftest import FAST_ARGON2, PG_URL, REDIS_URL, create_pg_database, drop_pg_database, make_app
+from tests.conftest import TEST_SETTINGS, PG_URL, REDIS_URL, create_pg_database, drop_pg_database, make_app
 from tests.hostile import CLIENT_ID, REDIRECT_URI, HostileRequest, hostile_requests
 from tests.oidc_rp import register_portal
 
@@ -36,7 +36,7 @@ def main() -> int:
     args = parser.parse_args()
 
     instance = Path(tempfile.mkdtemp(prefix="satuid-fuzz-"))
-    env = {"IDP_INSTANCE_PATH": str(instance), **FAST_ARGON2}
+    env = {"IDP_INSTANCE_PATH": str(instance), **TEST_SETTINGS}
     database = None
     if args.backend == "postgres":
         database = create_pg_database(f"satuid_fuzz_{os.getpid()}")

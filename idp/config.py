@@ -64,6 +64,7 @@ class Settings:
     access_token_lifetime: int
     id_token_lifetime: int
     refresh_token_lifetime: int
+    refresh_reuse_grace_seconds: int  # a retry of a just-rotated refresh token is not a reuse
     trusted_proxies: int
     metrics_token: str | None
 
@@ -126,6 +127,7 @@ def load_settings(overrides: dict[str, str] | None = None) -> Settings:
         access_token_lifetime=number("ACCESS_TOKEN_LIFETIME", 300),
         id_token_lifetime=number("ID_TOKEN_LIFETIME", 300),
         refresh_token_lifetime=number("REFRESH_TOKEN_LIFETIME", 30 * 24 * 3600),
+        refresh_reuse_grace_seconds=number("REFRESH_REUSE_GRACE_SECONDS", 10),
         trusted_proxies=number("TRUSTED_PROXIES", 0),
         metrics_token=optional("METRICS_TOKEN"),
     )

@@ -192,8 +192,9 @@ class IssuedCode:
 
 
 @dataclass
-class SpentCode:
-    """A code that was redeemed: presenting it again revokes its grant."""
+class CodeGrant:
+    """The grant a code belongs to, kept from the code's issue for as long as its tokens can live:
+    a code presented when it is no longer there (spent, or replayed while being spent) revokes it."""
 
     grant_id: str
 
@@ -291,7 +292,7 @@ pending_authorizations = Record("authz", PendingAuthorization, INTERACTION_TTL) 
 pushed_requests = Record("par", PushedRequest, 90)                                 # handle (§2.2)
 logout_requests = Record("end-session", LogoutRequest, 600)                        # handle
 codes = Record("code", IssuedCode, _code_lifetime)                                 # sha256(code)
-spent_codes = Record("spent-code", SpentCode, _refresh)                            # sha256(code)
+code_grants = Record("code-grant", CodeGrant, _refresh)                            # sha256(code)
 client_assertions = Record("client-jti", Stamp, 3660)                              # sha256(sub, jti)
 
 # SSO sessions (idp.auth.session)

@@ -29,8 +29,10 @@ PG_URL = os.environ.get("IDP_TEST_DATABASE_URL", "postgresql+psycopg://postgres@
 REDIS_URL = os.environ.get("IDP_TEST_REDIS_URL", "redis://127.0.0.1:6379")
 REQUIRE_SERVICES = os.environ.get("IDP_TEST_REQUIRE_SERVICES") == "1"
 
-# Cheap argon2 in tests; production parameters are measured in bench/login.py.
-FAST_ARGON2 = {"IDP_ARGON2_TIME_COST": "1", "IDP_ARGON2_MEMORY_COST": "8192"}
+# Cheap argon2 in tests (production parameters are measured in bench/login.py), and no grace window
+# for refresh-token reuse, so that a reuse revokes at once (the window has tests of its own).
+TEST_SETTINGS = {"IDP_ARGON2_TIME_COST": "1", "IDP_ARGON2_MEMORY_COST": "8192",
+                 "IDP_REFRESH_REUSE_GRACE_SECONDS": "0"}
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -135,7 +137,7 @@ def reset_pg(url: str) -> None:
 def backend(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path,
             pg_database: str | None) -> Iterator[dict[str, str]]:
     """Environment for one backend: the embedded default, or PostgreSQL + Redis."""
-    env = {"IDP_INSTANCE_PATH": str(tmp_path / "instance"), **FAST_ARGON2}
+    env = {"IDP_INSTANCE_PATH": str(tmp_path / "instance"), **TEST_SETTINGS}
     if request.param == "sqlite":
         (tmp_path / "instance").mkdir()
         db = tmp_path / "instance" / "satuid.db"

@@ -52,9 +52,9 @@ class IdpServer:
         return f"http://127.0.0.1:{self.port}"
 
     def env(self) -> dict[str, str]:
-        from tests.conftest import FAST_ARGON2
+        from tests.conftest import TEST_SETTINGS
 
-        env = {**os.environ, **FAST_ARGON2, "IDP_INSTANCE_PATH": str(self.instance),
+        env = {**os.environ, **TEST_SETTINGS, "IDP_INSTANCE_PATH": str(self.instance),
                "IDP_ISSUER": self.url, "IDP_ENV": "development", **self.extra_env}
         env.pop("IDP_DATABASE_URL", None)
         env.pop("IDP_REDIS_URL", None)

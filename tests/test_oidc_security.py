@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 from typing import Any
 from urllib.parse import urlencode
 
@@ -338,3 +339,58 @@ def test_private_key_jwt_refuses_an_assertion_naming_several_audiences(app, clie
               "iat": now, "exp": now + 60, "jti": secrets.token_urlsafe(12)}
     response = _pkjwt_introspect(client, "portal-aud", jwt.encode({"alg": "RS256"}, claims, key))
     assert response.status_code == 400 and response.get_json()["error"] == "invalid_client"
+
+
+def test_a_retry_of_a_just_rotated_refresh_token_is_answered_then_reuse_revokes(
+        backend, factory) -> None:
+    """Within the grace window a portal that retries (a timeout, two refreshes at once) gets tokens;
+    after it, presenting the rotated token is a reuse and revokes the family (RFC 9700 §4.14.2)."""
+    import threading
+
+    from tests.conftest import make_app
+
+    app = make_app({**backend, "IDP_REFRESH_REUSE_GRACE_SECONDS": "2"})
+    client = app.test_client()
+    factory = type(factory)(app)
+    portal, code = _signed_in(app, client, factory, scope="openid profile offline_access")
+    first = portal.token(code).get_json()
+    # Two refreshes with the same token at once: both answered, nothing revoked.
+    results: list[Any] = []
+
+    def refresh() -> None:
+        results.append(Portal(app.test_client(), portal.client_id, portal.secret,
+                              portal.redirect_uri).refresh(first["refresh_token"]))
+
+    threads = [threading.Thread(target=refresh) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [r.status_code for r in results] == [200, 200], [r.get_json() for r in results]
+    newest = results[1].get_json()
+    assert portal.refresh(newest["refresh_token"]).status_code == 200
+    time.sleep(2.5)
+    reuse = portal.refresh(first["refresh_token"])
+    assert reuse.get_json()["error"] == "invalid_grant"
+    info = client.get("/userinfo", headers={"Authorization": f"Bearer {newest['access_token']}"})
+    assert info.status_code == 401  # the family is gone
+    app.extensions["idp.engine"].dispose()
+
+
+def test_a_code_replayed_while_its_first_redemption_is_in_flight_still_revokes(app, client,
+                                                                              factory) -> None:
+    """The code's grant is known from its issue: a replay that finds the code already taken (the
+    first redemption still running) revokes the grant, as a replay after it does."""
+    from idp import state
+    from idp.db import get_session
+    from idp.models import Grant
+    from idp.models.base import secret_digest
+
+    portal, code = _signed_in(app, client, factory)
+    with app.app_context():
+        taken = state.codes.take(secret_digest(code))  # the first redemption has just taken it
+        assert taken is not None
+    assert portal.token(code).get_json()["error"] == "invalid_grant"
+    with app.app_context():
+        grant = get_session().get(Grant, uuid.UUID(taken.grant_id))
+        assert grant is not None and grant.revoked_reason == "code_replay"

@@ -16,7 +16,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
-from tests.conftest import FAST_ARGON2, REQUIRE_SERVICES, Factory, make_app, migrate
+from tests.conftest import TEST_SETTINGS, REQUIRE_SERVICES, Factory, make_app, migrate
 from tests.oidc_rp import Portal, query, register_portal
 from tests.servers import PG_BIN, OwnPostgres, OwnRedis
 
@@ -45,7 +45,7 @@ def outage_app(services: tuple[OwnPostgres, OwnRedis], tmp_path: Path) -> Iterat
     postgres, redis = services
     migrate(postgres.url)
     app = make_app({"IDP_INSTANCE_PATH": str(tmp_path / "instance"), "IDP_DATABASE_URL": postgres.url,
-                    "IDP_REDIS_URL": redis.url, "IDP_REDIS_PREFIX": "outage:", **FAST_ARGON2})
+                    "IDP_REDIS_URL": redis.url, "IDP_REDIS_PREFIX": "outage:", **TEST_SETTINGS})
     yield app
     app.extensions["idp.engine"].dispose()
 

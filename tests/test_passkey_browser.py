@@ -44,9 +44,9 @@ def live_idp(tmp_path: Path, sqlite_template: Path) -> Iterator[tuple[Any, str]]
     instance = tmp_path / "instance"
     instance.mkdir()
     shutil.copy(sqlite_template, instance / "satuid.db")
-    from tests.conftest import FAST_ARGON2
+    from tests.conftest import TEST_SETTINGS
 
-    app = make_app({**FAST_ARGON2, "IDP_INSTANCE_PATH": str(instance),
+    app = make_app({**TEST_SETTINGS, "IDP_INSTANCE_PATH": str(instance),
                     "IDP_DATABASE_URL": f"sqlite:///{instance / 'satuid.db'}", "IDP_REDIS_URL": "",
                     "IDP_ISSUER": base, "IDP_WEBAUTHN_ORIGIN": base, "IDP_WEBAUTHN_RP_ID": "localhost"})
     app.config["TESTING"] = False  # behave like a deployment: CSRF and cookies as in production

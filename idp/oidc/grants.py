@@ -1,7 +1,8 @@
 """The authorization code grant, PKCE, refresh tokens and the ID token, as Authlib subclasses.
 
 Codes live in the short-lived store and are taken once (RFC 6749 §4.1.2: single use, 60 s here).
-A spent code leaves a marker with its grant id, so presenting it again revokes what it issued.
+The code's grant id is recorded when the code is issued, so a code presented when it is no longer
+there, even a replay racing the first redemption, revokes what it issued.
 """
 
 from __future__ import annotations
@@ -25,12 +26,12 @@ from idp.auth import loa
 from idp.consent import records as consents
 from idp.db import get_session
 from idp.models import Citizen, Client, Grant
-from idp.models.base import secret_digest
+from idp.models.base import secret_digest, utcnow
 from idp.oidc import claims as claimsmod
 from idp.oidc import keys, tokens
 from idp.oidc.clients import AUTH_METHODS
 from idp.oidc.pairwise import pairwise_subject, portal_sid
-from idp.state import IssuedCode, SpentCode
+from idp.state import CodeGrant, IssuedCode
 
 
 @dataclass(frozen=True)
@@ -112,7 +113,9 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
             auth_time=authn.auth_time, acr=authn.acr, amr=list(authn.amr), sid=authn.sid,
             claims_request=claimsmod.parse_claims_request(data.get("claims")),
         )
-        state.codes.put(issued, secret_digest(code))
+        digest = secret_digest(code)
+        state.code_grants.put(CodeGrant(grant_id=issued.grant_id), digest)
+        state.codes.put(issued, digest)
 
     def query_authorization_code(self, code: str, client: Client) -> AuthorizationCode | None:
         if not code or len(code) > 256:
@@ -120,13 +123,12 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         digest = secret_digest(code)
         issued = state.codes.take(digest)
         if issued is None:
-            spent = state.spent_codes.get(digest)
+            spent = state.code_grants.get(digest)
             if spent is not None:
                 # RFC 6749 §4.1.2 / RFC 9700 §4.5: a code used twice revokes what it issued.
                 revocation.revoke_grant(spent.grant_id, "code_replay")
                 audit.append("code_replayed", client_id=client.client_id, grant_id=spent.grant_id)
             return None
-        state.spent_codes.put(SpentCode(grant_id=issued.grant_id), digest)
         if issued.client_id != client.client_id:
             audit.append("code_wrong_client", client_id=client.client_id, grant_id=issued.grant_id)
             return None
@@ -144,7 +146,10 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
 
 class RefreshTokenGrant(grants.RefreshTokenGrant):
     """Refresh tokens rotate on every use; a rotated one presented again revokes the grant
-    (RFC 9700 §4.14.2)."""
+    (RFC 9700 §4.14.2) — unless it comes within a few seconds of its rotation
+    (``IDP_REFRESH_REUSE_GRACE_SECONDS``, as Okta's grace period and Auth0's reuse interval): a
+    portal that timed out and retried, or sent two refreshes at once, gets tokens instead of losing
+    the citizen's grant. Outside the window reuse still revokes the whole family."""
 
     TOKEN_ENDPOINT_AUTH_METHODS = list(AUTH_METHODS)
     INCLUDE_NEW_REFRESH_TOKEN = True
@@ -155,10 +160,10 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
         if token is None or not token.check_client(client):
             return None
         row = token.row
-        if row.refresh_used_at is not None:
+        if row.refresh_used_at is not None and not _within_grace(row):
             self._reused(row)
             return None
-        if token.is_revoked() or token.is_expired():
+        if token.is_revoked(ignore_rotation=True) or token.is_expired():
             return None
         return token
 
@@ -167,8 +172,12 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
         a request refused for a bad scope leaves the token usable."""
         row = refresh_token.row
         if not tokens.claim_refresh(row):
-            self._reused(row)  # a concurrent use won the claim
-            raise InvalidGrantError("The refresh token is not valid.")
+            get_session().refresh(row)
+            if not _within_grace(row):
+                self._reused(row)  # a use long ago, or a concurrent one outside the window
+                raise InvalidGrantError("The refresh token is not valid.")
+            audit.append("refresh_token_retry", citizen_id=row.citizen_id, client_id=row.client_id,
+                         grant_id=str(row.grant_id))
         citizen = refresh_token.get_user()
         if citizen is None:
             raise InvalidGrantError("The refresh token is not valid.")
@@ -192,6 +201,13 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
 
     def revoke_old_credential(self, refresh_token: tokens.IssuedToken) -> None:
         """Already marked used when it was claimed."""
+
+
+def _within_grace(row: Any) -> bool:
+    """Whether a rotated refresh token comes back within the retry window after its rotation."""
+    used = row.refresh_used_at
+    grace = current_app.config["IDP"].refresh_reuse_grace_seconds
+    return used is not None and grace > 0 and (utcnow() - used).total_seconds() <= grace
 
 
 class IdToken(OpenIDCode):

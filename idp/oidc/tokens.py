@@ -132,9 +132,11 @@ class IssuedToken(TokenMixin):
     def is_expired(self) -> bool:
         return self._expires_at() <= utcnow()
 
-    def is_revoked(self) -> bool:
+    def is_revoked(self, ignore_rotation: bool = False) -> bool:
+        """Revoked, or (a refresh token) already rotated unless ``ignore_rotation``."""
         if self.kind == "refresh_token":
-            own = self.row.refresh_revoked_at is not None or self.row.refresh_used_at is not None
+            rotated = self.row.refresh_used_at is not None and not ignore_rotation
+            own = self.row.refresh_revoked_at is not None or rotated
         else:
             own = self.row.access_revoked_at is not None
         if own:
