@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from hypothesis import HealthCheck, given, seed, settings
 from werkzeug.datastructures import MultiDict
 
-from tests.conftest import TEST_SETTINGS, PG_URL, REDIS_URL, create_pg_database, drop_pg_database, make_app
+from tests.conftest import PG_URL, REDIS_URL, TEST_SETTINGS, create_pg_database, drop_pg_database, make_app
 from tests.hostile import CLIENT_ID, REDIRECT_URI, HostileRequest, hostile_requests
 from tests.oidc_rp import register_portal
 

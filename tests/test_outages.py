@@ -16,7 +16,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
-from tests.conftest import TEST_SETTINGS, REQUIRE_SERVICES, Factory, make_app, migrate
+from tests.conftest import REQUIRE_SERVICES, TEST_SETTINGS, Factory, make_app, migrate
 from tests.oidc_rp import Portal, query, register_portal
 from tests.servers import PG_BIN, OwnPostgres, OwnRedis
 
