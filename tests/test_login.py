@@ -268,6 +268,27 @@ def test_forgot_password_answers_the_same_for_unknown_nik(factory: Factory, app:
         b.get_data(as_text=True).replace(csrf_token_or(b), "")
 
 
+def test_forgot_password_does_the_same_work_for_an_unknown_nik(factory: Factory, app: Flask) -> None:
+    """The time a request takes must not tell whether the NIK has an account: an unknown NIK also
+    writes a (useless) link and an audit row, so both requests make one commit of the same size."""
+    from sqlalchemy import func, select
+
+    from idp.db import get_session
+    from idp.models import AuditEvent
+
+    def audit_rows() -> int:
+        with app.app_context():
+            return get_session().scalar(select(func.count()).select_from(AuditEvent)) or 0
+
+    citizen = factory.citizen()
+    stranger = factory.resident()
+    before = audit_rows()
+    AuthActions(app.test_client()).form("/password/forgot", {"nik": citizen.nik})
+    after_known = audit_rows()
+    AuthActions(app.test_client()).form("/password/forgot", {"nik": stranger.nik})
+    assert after_known - before == audit_rows() - after_known == 1
+
+
 def csrf_token_or(r) -> str:
     m = re.search(r'value="([^"]+)"', r.get_data(as_text=True))
     return m.group(1) if m else "\0"

@@ -193,6 +193,11 @@ def forgot_password() -> Any:
                   "ignore this message; your password has not changed.", link=link),
             )
         audit.append("password_reset_requested", citizen_id=citizen.id, actor="anonymous")
+    else:
+        # The same work as for an account, so the time taken does not tell whether the NIK has
+        # one: a link nobody can use (no citizen has an empty id) and an audit row, one commit.
+        codes.issue_link(codes.PASSWORD_RESET, "")
+        audit.append("password_reset_requested", actor="anonymous", known=False)
     # The same answer whether or not the NIK has an account.
     return render_template("auth/forgot_sent.html")
 
@@ -202,7 +207,7 @@ def reset_password(token: str) -> Any:
     if len(token) > codes.MAX_TOKEN_LENGTH:
         abort(404)
     subject = codes.link_subject(codes.PASSWORD_RESET, token)
-    if subject is None:
+    if not subject:
         return render_template("auth/reset_invalid.html"), 400
     db = get_session()
     citizen = db.get(Citizen, uuid.UUID(subject))
