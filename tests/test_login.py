@@ -377,3 +377,30 @@ def test_attempts_sent_at_once_get_no_more_checks_than_the_lockout_allows(app: F
         throttles = [a.failed() for a in checked]  # every password was wrong
         assert throttles[-1].locked_for > 0
         assert lockout.begin(citizen.nik).throttle.locked_for > 0
+
+
+def test_a_stranger_locking_a_nik_does_not_lock_out_its_owners_own_browser(
+        factory: Factory, app: Flask) -> None:
+    """OWASP device cookies: wrong passwords from a browser the owner never used lock that NIK for
+    unknown browsers only; the owner's browser, known from an earlier login, still gets in, and the
+    owner is told."""
+    citizen = factory.citizen()
+    owner = AuthActions(app.test_client())
+    assert owner.login(citizen.nik, citizen.password).status_code == 302
+    owner.logout()
+    stranger = AuthActions(app.test_client())
+    limit = app.config["IDP"].login_max_failures
+    statuses = []
+    for i in range(limit + 1):
+        from idp import state
+
+        with app.app_context():  # a patient stranger waits out the short delays
+            state.login_waits.delete(state.digest(citizen.nik))
+        statuses.append(stranger.login(citizen.nik, f"guess number {i} here").status_code)
+    assert statuses[-1] == 429
+    assert stranger.login(citizen.nik, citizen.password).status_code == 429  # locked for strangers
+    assert AuthActions(app.test_client()).login(citizen.nik, citizen.password).status_code == 429
+    mine = owner.login(citizen.nik, citizen.password)
+    assert mine.status_code == 302 and mine.headers["Location"] == "/account"
+    [notice] = [m for m in outbox_messages(app, citizen.email) if "dijeda" in m]
+    assert "perangkat" in notice

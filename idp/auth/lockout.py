@@ -133,9 +133,11 @@ def _begin(guard: Guard, key: str) -> Attempt:
     return Attempt(guard, key, number, Throttle())
 
 
-def begin(nik: str) -> Attempt:
-    """Reserve a password attempt for ``nik`` before the password is checked."""
-    return _begin(PASSWORDS, state.digest(nik))
+def begin(nik: str, device: str | None = None) -> Attempt:
+    """Reserve a password attempt for ``nik`` before the password is checked. A browser the citizen
+    logged in from before (``device``, from its device cookie) has a count and a lock of its own."""
+    key = state.digest(nik)
+    return _begin(PASSWORDS, f"{key}:{device}" if device else key)
 
 
 def begin_second_factor(citizen_id: str) -> Attempt:

@@ -14,9 +14,9 @@ from flask_wtf.csrf import validate_csrf
 from sqlalchemy import select
 from werkzeug.wrappers import Response
 
-from idp import audit, codes, outbox
+from idp import audit, codes, outbox, state
 from idp import interaction as interactions
-from idp.auth import lockout
+from idp.auth import devices, lockout
 from idp.auth import session as sso
 from idp.auth.forms import ForgotPasswordForm, LoginForm, NewPasswordForm
 from idp.auth.mfa import factors
@@ -86,7 +86,7 @@ def login() -> Any:
         form.nik.errors = [NIK_PROBLEMS[e.reason]]
         return render_template("auth/login.html", form=form, interaction=interaction), 400
 
-    attempt = lockout.begin(nik.value)
+    attempt = lockout.begin(nik.value, devices.known_device(nik.value))
     if attempt.blocked:
         return _throttled(form, interaction, attempt.throttle)
 
@@ -104,7 +104,8 @@ def login() -> Any:
         audit.append("login_failed", actor="anonymous",
                      citizen_id=citizen.id if citizen else None, reason="password")
         if throttle.locked_for and citizen is not None:
-            audit.append("lockout", citizen_id=citizen.id, seconds=throttle.locked_for)
+            audit.append("lockout", citizen_id=citizen.id, seconds=throttle.locked_for,
+                         known_device=attempt.key != state.digest(nik.value))
             notify_lockout(citizen)
         if throttle.locked_for:
             return _throttled(form, interaction, throttle)
@@ -121,7 +122,9 @@ def login() -> Any:
         return _throttled(form, interaction, factors_locked)
     if passwords.needs_rehash(citizen.password_hash):
         citizen.password_hash = passwords.hash_password(password)
-    return continue_after_password(citizen, interaction, form.next.data)
+    response = continue_after_password(citizen, interaction, form.next.data)
+    devices.remember(response, citizen.nik)
+    return response
 
 
 def _throttled(form: LoginForm, interaction: interactions.Interaction | None,
@@ -143,8 +146,9 @@ def notify_lockout(citizen: Citizen) -> None:
         outbox.notify_citizen(
             get_session(), citizen, _("SatuID: logging in is paused"),
             _("There were several failed attempts to log in to your SatuID account, so logging in "
-              "is paused for a while. If this was not you, reset your password and contact the "
-              "SatuID helpdesk."),
+              "is paused for a while on devices you have not used with SatuID before; on your own "
+              "phone or computer you can still log in. If this was not you, reset your password and "
+              "contact the SatuID helpdesk."),
         )
 
 
