@@ -37,7 +37,7 @@ from idp.db import get_session
 from idp.errors import page
 from idp.models import Client
 from idp.oidc import claims as claimsmod
-from idp.oidc import clients, par, syntax
+from idp.oidc import clients, par, request_object, syntax
 from idp.oidc import params as request_params
 from idp.oidc.grants import Authentication
 from idp.oidc.pairwise import pairwise_subject
@@ -85,10 +85,23 @@ def authorize() -> Any:
         return _error_page()  # RFC 6749 §3.1: parameters MUST NOT repeat; nothing is trustworthy
     params = values.to_dict()
     if (bad := syntax.first_invalid(params)) is not None:
-        return _refuse_syntax(params, bad)
+        if bad in ("client_id", "redirect_uri"):
+            return _error_page()
+        return _refuse(params, "invalid_request", syntax.description(bad))
+    if "request" in params:
+        try:
+            params = request_object.resolve(params, clients.find(get_session(),
+                                                                 params.get("client_id")))
+        except request_object.Refused as refused:
+            return _refuse(params, refused.error, refused.description)
+        if (bad := syntax.first_invalid(params)) is not None:  # the object's own values
+            return _refuse(params, "invalid_request_object", syntax.description(bad))
     if "request_uri" in params:
         if not params.get("client_id"):
             return _error_page()  # RFC 9126 §4: client_id comes with request_uri
+        if not params["request_uri"].startswith(par.REQUEST_URI_PREFIX):
+            return _refuse(params, "request_uri_not_supported",
+                           "Only request_uri values from the pushed authorization endpoint are used.")
         pushed = par.take(params["request_uri"], params["client_id"])
         if pushed is None:
             return _error_page()
@@ -100,17 +113,15 @@ def authorize() -> Any:
     return _process(secrets.token_urlsafe(24), PendingAuthorization(params=params, before=before))
 
 
-def _refuse_syntax(params: dict[str, str], bad: str) -> Any:
-    """A parameter breaks its grammar: tell the portal when its redirect_uri can be trusted (RFC 6749
-    §4.1.2.1), otherwise show the page; never echo the value."""
-    if bad not in ("client_id", "redirect_uri"):
-        client = clients.find(get_session(), params.get("client_id"))
-        redirect_uri = params.get("redirect_uri", "")
-        if client is not None and client.check_redirect_uri(redirect_uri):
-            state_value = params.get("state") if syntax.first_invalid(
-                {"state": params.get("state", "")}) is None else None
-            return _redirect_error(redirect_uri, state_value, "invalid_request",
-                                   syntax.description(bad))
+def _refuse(params: dict[str, str], error: str, description: str) -> Any:
+    """Refuse before Authlib runs: tell the portal when its redirect_uri can be trusted (RFC 6749
+    §4.1.2.1), otherwise show the page; never echo a value."""
+    client = clients.find(get_session(), params.get("client_id"))
+    redirect_uri = params.get("redirect_uri", "")
+    if client is not None and client.check_redirect_uri(redirect_uri):
+        state_value = params.get("state") if syntax.first_invalid(
+            {"state": params.get("state", "")}) is None else None
+        return _redirect_error(redirect_uri, state_value, error, description)
     return _error_page()
 
 
