@@ -27,6 +27,12 @@ lock:
 install: $(VENV)/.installed
 	$(PY) -m idp.i18n compile
 
+# The stock npm relying-party libraries of the interoperability tests, pinned by package-lock.json.
+INTEROP := tests/interop
+$(INTEROP)/node_modules/.installed: $(INTEROP)/package.json $(INTEROP)/package-lock.json
+	cd $(INTEROP) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
 # Debian's chromium for the browser tests (Playwright's own browser download cannot work offline).
 browser:
 	@command -v chromium >/dev/null || { \
@@ -47,7 +53,7 @@ demo: install
 	SATUID_ISSUER=$(IDP_ISSUER) $(PY) -m clients.run social --port $(SOCIAL_PORT) & \
 	wait
 
-test: install browser
+test: install browser $(INTEROP)/node_modules/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 	$(PY) -m pytest -n 2 --dist loadfile $(PYTEST_ARGS)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import pytest
 from joserfc import jwt
 from joserfc.jwk import RSAKey
 
@@ -46,6 +47,7 @@ def test_a_signed_request_object_is_used_and_its_parameters_win(app, client, fac
     assert "id_token" in tokens, tokens
 
 
+@pytest.mark.filterwarnings("ignore:JWS algorithm \"none\" is deprecated")  # made on purpose
 def test_an_unsigned_request_object_is_refused_before_anything_else(app, client) -> None:
     portal = _portal(app, client, RSAKey.generate_key(2048, private=True))
     unsigned, _ = _object(portal, None, alg="none")

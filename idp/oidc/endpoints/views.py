@@ -18,7 +18,7 @@ from idp.consent import records as consents
 from idp.db import get_session
 from idp.errors import page
 from idp.oidc import claims as claimsmod
-from idp.oidc import keys, par, syntax, tokens
+from idp.oidc import cors, keys, par, syntax, tokens
 from idp.oidc.discovery import provider_metadata
 from idp.oidc.logout import hint_names_session
 from idp.oidc.pairwise import pairwise_subject
@@ -26,6 +26,7 @@ from idp.oidc.server import get_server
 from idp.state import LogoutRequest
 
 bp = Blueprint("oidc", __name__)
+bp.after_request(cors.allow)
 
 
 def _invalid_parameter() -> Response | None:
