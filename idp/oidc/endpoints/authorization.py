@@ -202,7 +202,8 @@ def _decide(rid: str, pending: PendingAuthorization, grant: Any) -> Any:
                                  or sso.auth_event != before.get("auth_event", ""))
     needs_login = sso is None or citizen is None
     if sso is not None and not needs_login and not fresh:
-        needs_login = "login" in prompts or (max_age is not None and sso.age > max_age)
+        # auth_time has whole seconds: an age equal to max_age may be up to a second more (§3.1.2.1).
+        needs_login = "login" in prompts or (max_age is not None and sso.age >= max_age)
     wanted_sub = options.wanted_sub
     if sso is not None and not needs_login and wanted_sub is not None \
             and pairwise_subject(client, sso.citizen_id) != wanted_sub:
