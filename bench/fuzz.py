@@ -21,10 +21,26 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from hypothesis import HealthCheck, given, seed, settings
+from hypothesis import strategies as st
 from werkzeug.datastructures import MultiDict
 
-from tests.conftest import PG_URL, REDIS_URL, TEST_SETTINGS, create_pg_database, drop_pg_database, make_app
-from tests.hostile import CLIENT_ID, REDIRECT_URI, HostileRequest, hostile_requests
+from tests.conftest import (
+    PG_URL,
+    REDIS_URL,
+    TEST_SETTINGS,
+    Factory,
+    create_pg_database,
+    drop_pg_database,
+    make_app,
+)
+from tests.hostile import (
+    CLIENT_ID,
+    ENDPOINTS,
+    REDIRECT_URI,
+    SIGNED_IN_ENDPOINTS,
+    HostileRequest,
+    hostile_requests,
+)
 from tests.oidc_rp import register_portal
 
 
@@ -50,18 +66,26 @@ def main() -> int:
     app = make_app(env, WTF_CSRF_ENABLED=False)
     register_portal(app, client_id=CLIENT_ID, redirect_uris=[REDIRECT_URI], secret="fuzz-secret")
     client = app.test_client()
+    citizen = Factory(app).citizen()
+    signed_in = app.test_client()
+    signed_in_paths = {path for _method, path, _base in SIGNED_IN_ENDPOINTS}
     statuses: Counter[int] = Counter()
     failures: list[tuple[HostileRequest, int]] = []
 
     @seed(args.seed)
     @settings(max_examples=args.cases, deadline=None, database=None,
               suppress_health_check=list(HealthCheck))
-    @given(request=hostile_requests())
+    @given(request=st.one_of(hostile_requests(ENDPOINTS), hostile_requests(SIGNED_IN_ENDPOINTS)))
     def run(request: HostileRequest) -> None:
+        browser = client
+        if request.path in signed_in_paths:  # the forms behind a login get a signed-in browser
+            browser = signed_in
+            if browser.get("/account").status_code != 200:
+                browser.post("/login", data={"nik": citizen.nik, "password": citizen.password})
         if request.method == "GET":
-            response = client.get(request.path, query_string=MultiDict(request.params))
+            response = browser.get(request.path, query_string=MultiDict(request.params))
         else:
-            response = client.post(request.path, data=MultiDict(request.params))
+            response = browser.post(request.path, data=MultiDict(request.params))
         statuses[response.status_code] += 1
         if response.status_code >= 500:
             failures.append((request, response.status_code))

@@ -69,6 +69,27 @@ ENDPOINTS: list[tuple[str, str, dict[str, str]]] = [
     ("GET", "/dev/outbox", {"to": "a@example.id"}),
 ]
 
+#: The forms behind a login (the property test signs a citizen in first).
+SIGNED_IN_ENDPOINTS: list[tuple[str, str, dict[str, str]]] = [
+    ("POST", "/account/sessions/end", {"sid": "others"}),
+    ("GET", "/account/security", {"next": "/account"}),
+    ("GET", "/account/security/totp", {"next": "/account"}),
+    ("POST", "/account/security/totp", {"code": "123456"}),
+    ("POST", "/account/security/totp/remove", {"confirm": "1"}),
+    ("POST", "/account/security/passkeys/options", {}),
+    ("POST", "/account/security/passkeys", {"name": "kunci"}),
+    ("POST", "/account/security/passkeys/abc/rename", {"name": "kunci"}),
+    ("POST", "/account/security/passkeys/abc/remove", {"confirm": "1"}),
+    ("POST", "/account/security/recovery-codes", {}),
+    ("GET", "/account/consents", {}),
+    ("POST", f"/account/consents/{CLIENT_ID}/withdraw", {}),
+    ("GET", "/account/activity", {}),
+    ("POST", "/login/step-up", {"next": "/account", "factor": "email", "code": "123456"}),
+    ("POST", "/login/step-up/send", {"next": "/account", "factor": "email"}),
+    ("POST", "/login/step-up/cancel", {"next": "/account"}),
+    ("POST", "/logout", {}),
+]
+
 # Random text from the whole of Unicode (surrogates excluded: they cannot be sent as UTF-8).
 _text = st.text(st.characters(exclude_categories=("Cs",)), max_size=200)
 values = st.one_of(st.sampled_from(HOSTILE), _text, st.binary(max_size=64).map(
@@ -87,8 +108,9 @@ class HostileRequest:
 
 
 @st.composite
-def hostile_requests(draw: st.DrawFn) -> HostileRequest:
-    method, path, base = draw(st.sampled_from(ENDPOINTS))
+def hostile_requests(draw: st.DrawFn,
+                     endpoints: list[tuple[str, str, dict[str, str]]] = ENDPOINTS) -> HostileRequest:
+    method, path, base = draw(st.sampled_from(endpoints))
     params = dict(base)
     names = [*sorted(params), "claims", "login_hint", "prompt", "max_age", "acr_values", "request",
              "request_uri", "ui_locales", "response_mode", "client_assertion"]

@@ -13,7 +13,13 @@ from sqlalchemy import func, select
 from werkzeug.datastructures import MultiDict
 
 from tests.conftest import make_app
-from tests.hostile import CLIENT_ID, REDIRECT_URI, HostileRequest, hostile_requests
+from tests.hostile import (
+    CLIENT_ID,
+    REDIRECT_URI,
+    SIGNED_IN_ENDPOINTS,
+    HostileRequest,
+    hostile_requests,
+)
 from tests.oidc_rp import register_portal
 
 DURABLE = ("citizen", "oidc_grant", "oidc_token", "consent_record", "claim_release", "oidc_client")
@@ -38,6 +44,13 @@ def fuzz_app(backend: dict[str, str]) -> Any:
     app.extensions["idp.engine"].dispose()
 
 
+@pytest.fixture
+def fuzz_citizen(fuzz_app: Flask) -> Any:
+    from tests.conftest import Factory
+
+    return Factory(fuzz_app).citizen()
+
+
 @settings(max_examples=int(os.environ.get("IDP_FUZZ_EXAMPLES", "150")), deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(request=hostile_requests())
@@ -54,3 +67,18 @@ def test_hostile_input_gets_4xx_and_changes_nothing(fuzz_app: Flask, request: Ho
     assert response.status_code < 500, (request, response.get_data(as_text=True)[:300])
     if response.status_code >= 400:
         assert durable_counts(fuzz_app) == before, request
+
+
+@settings(max_examples=int(os.environ.get("IDP_FUZZ_EXAMPLES", "150")), deadline=None,
+          derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(request=hostile_requests(SIGNED_IN_ENDPOINTS))
+def test_hostile_input_to_the_signed_in_forms_gets_4xx(fuzz_app: Flask, fuzz_citizen: Any,
+                                                       request: HostileRequest) -> None:
+    client = fuzz_app.test_client()
+    client.post("/login", data={"nik": fuzz_citizen.nik, "password": fuzz_citizen.password})
+    if request.method == "GET":
+        response = client.get(request.path, query_string=MultiDict(request.params))
+    else:
+        response = client.post(request.path, data=MultiDict(request.params))
+    assert response.status_code < 500, (request, response.get_data(as_text=True)[:300])
