@@ -67,6 +67,7 @@ typecheck: install
 bench: install
 	$(PY) bench/login.py
 	$(PY) bench/oidc_flow.py
+	$(PY) bench/fuzz.py
 
 clean:
 	rm -rf $(VENV) instance test-artifacts
