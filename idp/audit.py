@@ -18,11 +18,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from flask import has_request_context, request
-from sqlalchemy import event, insert, select, text
+from sqlalchemy import event, insert, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from idp.db import get_session
+from idp.db import get_session, serialize
 from idp.models.audit import AuditEvent
 from idp.models.base import utcnow
 
@@ -91,11 +91,8 @@ def write_pending(session: Session) -> None:
     rows: list[dict[str, Any]] = session.info.pop(_PENDING, [])
     if not rows:
         return
+    serialize(session, _CHAIN_LOCK, "audit_event")
     conn = session.connection()
-    if conn.dialect.name == "postgresql":
-        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _CHAIN_LOCK})
-    else:
-        conn.execute(text("UPDATE audit_event SET id = id WHERE 0 = 1"))
     prev = conn.execute(select(AuditEvent.hash).order_by(AuditEvent.id.desc()).limit(1)).scalar()
     prev = prev or GENESIS
     values = []

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from typing import Any, cast
 
 from flask import Flask, Response, current_app, g, has_app_context
-from sqlalchemy import create_engine, event
+from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Connection, CursorResult, Engine, Result
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -72,6 +72,17 @@ def current_connection() -> Connection | None:
     if session is None or not session.in_transaction():
         return None
     return session.connection()
+
+
+def serialize(session: Session, lock_id: int, table: str) -> None:
+    """Hold, until this unit of work ends, a lock that every writer of ``lock_id`` queues on:
+    PostgreSQL's transaction-scoped advisory lock; on SQLite the database's write lock, taken at once
+    by a no-op write to ``table`` (so a read that follows sees every earlier commit)."""
+    conn = session.connection()
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": lock_id})
+    else:
+        conn.execute(text(f"UPDATE {table} SET rowid = rowid WHERE 0 = 1"))
 
 
 def _commit_request(response: Response) -> Response:

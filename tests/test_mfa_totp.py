@@ -112,15 +112,19 @@ def test_totp_accepts_one_step_of_drift_and_refuses_two(
     assert sso_of(app, client).acr == 2
 
 
-def test_totp_brute_force_locks_the_account_and_never_yields_a_session(
-        backend: dict[str, str], factory: Factory) -> None:
-    app = make_app({**backend, "IDP_LOGIN_MAX_FAILURES": "3"})
+def enrolled(backend: dict[str, str], **settings: str) -> tuple[Flask, FlaskClient, AuthActions, Any, str]:
+    """An app with these settings, and a logged-in citizen who set up an authenticator app."""
+    app = make_app({**backend, **settings})
     client = app.test_client()
     auth = AuthActions(client)
-    factory = type(factory)(app)
-    citizen = factory.citizen()
+    citizen = Factory(app).citizen()
     auth.login(citizen.nik, citizen.password)
-    secret = enrol_totp(app, client, citizen)
+    return app, client, auth, citizen, enrol_totp(app, client, citizen)
+
+
+def test_totp_brute_force_locks_the_account_and_never_yields_a_session(
+        backend: dict[str, str]) -> None:
+    app, client, auth, citizen, secret = enrolled(backend, IDP_LOGIN_MAX_FAILURES="3")
     auth.logout()
     auth.login(citizen.nik, citizen.password)
     interaction = pending_authorization(app)
@@ -172,19 +176,13 @@ def test_seed_demo_creates_a_citizen_with_a_working_authenticator_once(
 
 
 def test_wrong_codes_between_password_logins_still_lock_the_second_factor(
-        backend: dict[str, str], factory: Factory) -> None:
+        backend: dict[str, str]) -> None:
     from idp import state
 
     """NIST SP 800-63B §5.2.2: second-factor failures have their own count, which a correct password
     does not clear. Twenty-four wrong codes interleaved with password logins used to leave the
     right code working; now the fifth wrong code locks, and the right one no longer helps."""
-    app = make_app(backend)
-    client = app.test_client()
-    auth = AuthActions(client)
-    factory = type(factory)(app)
-    citizen = factory.citizen()
-    auth.login(citizen.nik, citizen.password)
-    secret = enrol_totp(app, client, citizen)
+    app, client, auth, citizen, secret = enrolled(backend)
     limit = app.config["IDP"].login_max_failures
     steps: list[tuple[str, int]] = []
     for guess in range(24):

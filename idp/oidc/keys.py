@@ -20,10 +20,11 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from flask import current_app
 from joserfc.jwk import ECKey, KeySet, RSAKey
-from sqlalchemy import select, text, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from idp.config import Settings
+from idp.db import serialize
 from idp.models import SigningKey
 from idp.models.base import utcnow
 
@@ -69,11 +70,7 @@ def ensure_keys(session: Session) -> None:
     the keys made (PostgreSQL: an advisory lock; SQLite: the write lock, taken by a no-op write)."""
     if len(_live(session)) == 2 * len(ALGORITHMS):
         return
-    conn = session.connection()
-    if conn.dialect.name == "postgresql":
-        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _KEYS_LOCK})
-    else:
-        conn.execute(text("UPDATE oidc_signing_key SET kid = kid WHERE 0 = 1"))
+    serialize(session, _KEYS_LOCK, "oidc_signing_key")
     have = _live(session)
     for alg in ALGORITHMS:
         for state in ("current", "next"):
