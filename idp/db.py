@@ -20,6 +20,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 def make_engine(url: str) -> Engine:
     kwargs: dict[str, Any] = {}
+    # Statement parameters (a NIK, a phone number, a message with a code) never appear in an
+    # exception's text, and so never in a logged traceback.
+    kwargs["hide_parameters"] = True
     if url.startswith("sqlite"):
         # Several gunicorn workers share the file: wait for the lock instead of failing.
         kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
@@ -44,11 +47,17 @@ def make_engine(url: str) -> Engine:
 def init_app(app: Flask) -> sessionmaker[Session]:
     engine = make_engine(app.config["IDP"].database_url)
     maker = sessionmaker(engine, expire_on_commit=False)
+    # What the work queued for its commit (audit rows, back-channel logouts) goes with a rollback.
+    event.listen(maker, "after_rollback", _forget_queued)
     app.extensions["idp.engine"] = engine
     app.extensions["idp.sessionmaker"] = maker
     app.after_request(_commit_request)
     app.teardown_appcontext(close_session)
     return maker
+
+
+def _forget_queued(session: Session) -> None:
+    session.info.clear()
 
 
 def get_session() -> Session:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import hmac
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,8 +34,10 @@ Lifetime = int | Callable[[Settings], int]
 
 
 def digest(value: str) -> str:
-    """A short SHA-256 of a personal value (a NIK, an address) for use inside a key."""
-    return hashlib.sha256(value.encode()).hexdigest()[:32]
+    """A short keyed hash of a personal value (a NIK, an address) for use inside a key: keyed, since
+    the NIKs are few enough to hash them all, and a store dump must not tell whose they are."""
+    key = current_app.config["IDP"].secret_key.encode()
+    return hmac.new(key, value.encode(), hashlib.sha256).hexdigest()[:32]
 
 
 def _seconds(lifetime: Lifetime) -> int:
@@ -194,9 +197,11 @@ class IssuedCode:
 @dataclass
 class CodeGrant:
     """The grant a code belongs to, kept from the code's issue for as long as its tokens can live:
-    a code presented when it is no longer there (spent, or replayed while being spent) revokes it."""
+    a code its own client presents when it is no longer there (spent, or replayed while being
+    spent) revokes it."""
 
     grant_id: str
+    client_id: str = ""
 
 
 @dataclass
@@ -294,6 +299,8 @@ logout_requests = Record("end-session", LogoutRequest, 600)                     
 codes = Record("code", IssuedCode, _code_lifetime)                                 # sha256(code)
 code_grants = Record("code-grant", CodeGrant, _refresh)                            # sha256(code)
 client_assertions = Record("client-jti", Stamp, 3660)                              # sha256(sub, jti)
+request_objects = Record("request-object", Stamp, 3660)                            # sha256(client, jti)
+refresh_retries = Record("refresh-retry", Stamp, 60)                               # token row id
 
 # SSO sessions (idp.auth.session)
 sessions = Record("sso", SsoSession, _absolute)                                    # sha256(cookie)
@@ -308,6 +315,9 @@ login_locks = Record("lock", Stamp, _lockout)
 factor_failures = Counter("mfa-fail", 24 * 3600)                                   # citizen id
 factor_waits = Record("mfa-wait", Stamp, 60)                                       # citizen id
 factor_locks = Record("mfa-lock", Stamp, _lockout)                                 # citizen id
+enrolment_failures = Counter("enrol-fail", 3600)                                   # citizen id
+enrolment_waits = Record("enrol-wait", Stamp, 60)                                  # citizen id
+enrolment_locks = Record("enrol-lock", Stamp, _lockout)                            # citizen id
 network_attempts = Counter("ip", 61)                                               # bucket, ip, minute
 
 # Registration (idp.registration)

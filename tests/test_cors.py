@@ -42,3 +42,16 @@ def test_an_unregistered_origin_gets_no_cors_headers(client, spa) -> None:
 def test_nothing_else_is_open_across_origins(client, spa, path: str) -> None:
     r = client.get(path, headers={"Origin": SPA})
     assert "Access-Control-Allow-Origin" not in r.headers
+
+
+def test_origins_compare_as_browsers_send_them(app) -> None:
+    from idp.oidc.cors import origin_of
+
+    assert origin_of("https://Portal.Example.id:443/cb") == "https://portal.example.id"
+    assert origin_of("http://127.0.0.1:8123/callback.html") == "http://127.0.0.1:8123"
+    assert origin_of("https://user:pw@portal.example.id/cb") == "https://portal.example.id"
+    assert origin_of("null") == "" and origin_of("https://x:99999/") == ""
+
+
+def test_cached_discovery_varies_by_origin_even_without_one(client, spa) -> None:
+    assert "Origin" in client.get("/jwks").headers["Vary"]

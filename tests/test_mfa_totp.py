@@ -134,20 +134,76 @@ def test_totp_brute_force_locks_the_account_and_never_yields_a_session(
     assert statuses == [401, 401, 429]
     # The session that only had the password is gone, and the right code no longer helps.
     assert sso_of(app, client) is None
-    again = auth.login(citizen.nik, citizen.password)
-    assert again.status_code == 429
-    assert sso_of(app, client) is None
     r = client.get(f"/login/step-up?interaction={interaction.uid}")
     assert r.status_code == 302 and r.headers["Location"].startswith("/login")
     with app.test_request_context():
         from idp.auth import session as sso
 
         assert sso.sessions_of(str(citizen.id)) == []
+    # A browser the citizen never used cannot even log in with the password meanwhile.
+    assert AuthActions(app.test_client()).login(citizen.nik, citizen.password).status_code == 429
+    # The owner's own browser gets a level-1 session, but no second factor is checked.
+    assert auth.login(citizen.nik, citizen.password).status_code == 302
+    away_from_step_edge()
+    assert submit_code(client, "next=/account", "totp", pyotp.TOTP(secret).now()).status_code == 429
+    assert sso_of(app, client).acr == 1
     events = audit_events(app, citizen.id)
-    since_login = events[len(events) - 1 - events[::-1].index("login"):]
-    assert since_login.count("mfa_failed") == 3 and "lockout" in since_login
-    assert "mfa_step_up" not in since_login
-    assert pyotp.TOTP(secret).now()  # the secret is fine; the account, not the code, is the problem
+    since = events[len(events) - 1 - events[::-1].index("mfa_totp_added"):]
+    assert since.count("mfa_failed") == 3 and "lockout" in since
+    assert "mfa_step_up" not in since
+    app.extensions["idp.engine"].dispose()
+
+
+def test_wrong_codes_between_password_logins_still_lock_the_second_factor(
+        backend: dict[str, str]) -> None:
+    """NIST SP 800-63B §5.2.2: second-factor failures have their own count, which a correct password
+    does not clear. Twenty-four wrong codes interleaved with password logins used to leave the
+    right code working; now the limit's wrong code locks, and later codes are not even checked."""
+    from idp import state
+
+    app, client, auth, citizen, secret = enrolled(backend)
+    limit = app.config["IDP"].login_max_failures
+    statuses = []
+    for guess in range(24):
+        with app.app_context():  # a patient attacker waits out the short delays
+            state.factor_waits.delete(str(citizen.id))
+        if sso_of(app, client) is not None:
+            auth.logout()
+        assert auth.login(citizen.nik, citizen.password).status_code == 302
+        statuses.append(submit_code(client, "next=/account", "totp", f"{guess:06d}").status_code)
+    assert 429 in statuses[:limit] and set(statuses[limit:]) == {429}
+    away_from_step_edge()
+    right = submit_code(client, "next=/account", "totp", pyotp.TOTP(secret).now())
+    assert right.status_code == 429 and sso_of(app, client).acr == 1
+    assert AuthActions(app.test_client()).login(citizen.nik, citizen.password).status_code == 429
+    events = audit_events(app, citizen.id)
+    assert events.count("mfa_failed") == limit  # the rest were refused unchecked
+    app.extensions["idp.engine"].dispose()
+
+
+def test_after_a_second_factor_lock_ends_the_right_code_is_checked_and_accepted(
+        backend: dict[str, str]) -> None:
+    """A lock does not outlive itself: once it ends, the next code is checked (one check per lock);
+    the owner's right code gets in, a wrong one locks again for twice as long."""
+    from idp import state
+
+    app, client, auth, citizen, secret = enrolled(backend, IDP_LOGIN_MAX_FAILURES="2")
+    relogin(auth, citizen)
+    assert [submit_code(client, "next=/account", "totp", g).status_code
+            for g in ("111111", "222222")] == [401, 429]
+    auth.login(citizen.nik, citizen.password)  # the owner's browser: a level-1 session
+    with app.app_context():
+        first_lock = state.factor_locks.remaining(str(citizen.id))
+        state.factor_locks.delete(str(citizen.id))  # as if it had run out
+    assert submit_code(client, "next=/account", "totp", "333333").status_code == 429
+    with app.app_context():
+        assert state.factor_locks.remaining(str(citizen.id)) > first_lock  # twice as long
+        state.factor_locks.delete(str(citizen.id))
+    if sso_of(app, client) is None:
+        auth.login(citizen.nik, citizen.password)
+    away_from_step_edge()
+    assert submit_code(client, "next=/account", "totp", pyotp.TOTP(secret).now()).status_code == 302
+    assert sso_of(app, client).acr == 2
     app.extensions["idp.engine"].dispose()
 
 
@@ -174,32 +230,3 @@ def test_seed_demo_creates_a_citizen_with_a_working_authenticator_once(
     done = submit_code(client, "next=/account", "totp", pyotp.TOTP(demo["totp_secret"]).now())
     assert done.status_code == 302 and sso_of(app, client).acr == 2
 
-
-def test_wrong_codes_between_password_logins_still_lock_the_second_factor(
-        backend: dict[str, str]) -> None:
-    from idp import state
-
-    """NIST SP 800-63B §5.2.2: second-factor failures have their own count, which a correct password
-    does not clear. Twenty-four wrong codes interleaved with password logins used to leave the
-    right code working; now the fifth wrong code locks, and the right one no longer helps."""
-    app, client, auth, citizen, secret = enrolled(backend)
-    limit = app.config["IDP"].login_max_failures
-    steps: list[tuple[str, int]] = []
-    for guess in range(24):
-        with app.app_context():  # a patient attacker waits out the short delays
-            state.factor_waits.delete(str(citizen.id))
-        if sso_of(app, client) is not None:
-            auth.logout()
-        login = auth.login(citizen.nik, citizen.password)
-        steps.append(("login", login.status_code))
-        if login.status_code != 302:
-            break
-        steps.append(("code", submit_code(client, "next=/account", "totp", f"{guess:06d}").status_code))
-    codes_tried = [status for kind, status in steps if kind == "code"]
-    assert len(codes_tried) == limit  # the limit, not 24
-    assert codes_tried[-1] == 429 and steps[-1] == ("login", 429)
-    # The password no longer opens even a level-1 session, so the right code has nowhere to go.
-    assert sso_of(app, client) is None
-    assert auth.login(citizen.nik, citizen.password).status_code == 429
-    assert pyotp.TOTP(secret).now() and sso_of(app, client) is None
-    app.extensions["idp.engine"].dispose()

@@ -394,3 +394,26 @@ def test_a_code_replayed_while_its_first_redemption_is_in_flight_still_revokes(a
     with app.app_context():
         grant = get_session().get(Grant, uuid.UUID(taken.grant_id))
         assert grant is not None and grant.revoked_reason == "code_replay"
+
+
+def test_the_retry_window_gives_one_answer_per_rotation_and_no_second_chain(backend, factory) -> None:
+    """A stolen token replayed within the window gets at most one retry, and the two chains cannot
+    both live: using either revokes the other; a second retry is a reuse and revokes the grant."""
+    from tests.conftest import make_app
+
+    app = make_app({**backend, "IDP_REFRESH_REUSE_GRACE_SECONDS": "5"})
+    client = app.test_client()
+    portal, code = _signed_in(app, client, type(factory)(app), scope="openid profile offline_access")
+    first = portal.token(code).get_json()
+    rotated = portal.refresh(first["refresh_token"]).get_json()   # the portal's answer
+    retry = portal.refresh(first["refresh_token"])                 # within the window: answered
+    assert retry.status_code == 200
+    sibling = retry.get_json()
+    # The retry replaced the first answer: its refresh token no longer works (and revokes nothing).
+    assert portal.refresh(rotated["refresh_token"]).get_json()["error"] == "invalid_grant"
+    assert portal.refresh(sibling["refresh_token"]).status_code == 200
+    # A second retry of the same rotated token is a reuse: the whole grant goes.
+    assert portal.refresh(first["refresh_token"]).get_json()["error"] == "invalid_grant"
+    info = client.get("/userinfo", headers={"Authorization": f"Bearer {sibling['access_token']}"})
+    assert info.status_code == 401
+    app.extensions["idp.engine"].dispose()

@@ -89,3 +89,34 @@ def test_discovery_says_request_objects_are_supported(client) -> None:
     metadata = client.get("/.well-known/openid-configuration").get_json()
     assert metadata["request_parameter_supported"] is True
     assert set(metadata["request_object_signing_alg_values_supported"]) == {"RS256", "PS256", "ES256"}
+
+
+@pytest.mark.parametrize("drop", ["aud", "exp", "iss"])
+def test_a_request_object_without_aud_exp_or_iss_is_invalid(app, client, drop: str) -> None:
+    key = RSAKey.generate_key(2048, private=True)
+    portal = _portal(app, client, key)
+    _verifier, challenge = pkce_pair()
+    body = {"iss": portal.client_id, "aud": "http://127.0.0.1:5000", "client_id": portal.client_id,
+            "response_type": "code", "redirect_uri": portal.redirect_uri, "scope": "openid",
+            "state": "s", "code_challenge": challenge, "code_challenge_method": "S256",
+            "exp": int(time.time()) + 300}
+    body.pop(drop)
+    token = jwt.encode({"alg": "RS256"}, body, key)
+    r = client.get("/authorize", query_string={"client_id": portal.client_id, "request": token,
+                                               "redirect_uri": portal.redirect_uri, "state": "s"})
+    assert query(r.headers["Location"])["error"] == "invalid_request_object"
+
+
+def test_a_request_object_is_accepted_once_and_nothing_unsigned_joins_it(app, client, factory) -> None:
+    key = RSAKey.generate_key(2048, private=True)
+    portal = _portal(app, client, key)
+    citizen = factory.citizen()
+    token, _verifier = _object(portal, key)
+    # An unsigned prompt=none beside the object is not used: the login page is shown.
+    first = client.get("/authorize", query_string={"client_id": portal.client_id, "request": token,
+                                                   "prompt": "none"})
+    assert "/login?" in first.headers["Location"]
+    portal.follow(first, citizen.nik, citizen.password)
+    again = client.get("/authorize", query_string={"client_id": portal.client_id, "request": token,
+                                                   "redirect_uri": portal.redirect_uri})
+    assert query(again.headers["Location"])["error"] == "invalid_request_object"

@@ -33,7 +33,8 @@ def known_device(nik: str) -> str | None:
     """The id of this browser when it carries a valid device cookie for ``nik``; else None."""
     raw = request.cookies.get(cookie_name(), "")
     device, _, mac = raw.partition(".")
-    if not device or len(raw) > 200 or not hmac.compare_digest(mac, _mac(device, nik)):
+    if not device or len(raw) > 200 or not raw.isascii() \
+            or not hmac.compare_digest(mac.encode(), _mac(device, nik).encode()):
         return None
     return device
 

@@ -7,8 +7,11 @@ logging in again between guesses.
 - Password failures are keyed on the NIK as typed, registered or not, so the answers never reveal
   whether a NIK has an account. A correct password clears them; a lockout starts a fresh count.
 - Second-factor failures are keyed on the citizen and kept for a day. Only a correct second factor
-  clears them; each failure past the limit locks the second factors again, twice as long each time
-  (up to a day), so guessing never gets more than a few tries an hour.
+  clears them. Past the limit each attempt gets one check when a lock ends, and a failure locks again
+  twice as long (up to a day), so guessing never gets more than a few tries an hour while the owner,
+  typing the right code after a lock, gets in.
+- Adding an authenticator app counts its wrong first codes apart (a phone with a wrong clock must
+  not lock the citizen's login).
 """
 
 from __future__ import annotations
@@ -38,6 +41,8 @@ class Guard:
 
 PASSWORDS = Guard(state.login_failures, state.login_waits, state.login_locks, escalating=False)
 SECOND_FACTORS = Guard(state.factor_failures, state.factor_waits, state.factor_locks, escalating=True)
+ENROLMENTS = Guard(state.enrolment_failures, state.enrolment_waits, state.enrolment_locks,
+                   escalating=False)
 
 
 def _settings() -> Settings:
@@ -103,6 +108,8 @@ class Attempt:
     def succeeded(self) -> None:
         self.guard.failures.delete(self.key)
         self.guard.waits.delete(self.key)
+        if self.guard.escalating:
+            self.guard.locks.delete(self.key)  # the lock set for this very check
 
 
 def _delay(failures: int) -> int:
@@ -122,6 +129,13 @@ def _begin(guard: Guard, key: str) -> Attempt:
         return Attempt(guard, key, 0, throttle)
     number = guard.failures.incr(key)
     limit = _settings().login_max_failures
+    if number > limit and guard.escalating:
+        # Past the limit, the lock a failure would bring is set before the check: of the attempts
+        # after a lock ends, only the one that sets it gets its code checked.
+        if guard.locks.put_if_absent(Stamp(at=int(time.time())), key,
+                                     ttl=_lock_seconds(guard, number - limit)):
+            return Attempt(guard, key, number, Throttle())
+        return Attempt(guard, key, number, Throttle(locked_for=max(1, guard.locks.remaining(key))))
     if number > limit:
         # Every attempt allowed is taken by requests in flight or lost ones (a worker killed
         # mid-check never reports): lock now rather than leave the account waiting on them.
@@ -143,6 +157,11 @@ def begin(nik: str, device: str | None = None) -> Attempt:
 def begin_second_factor(citizen_id: str) -> Attempt:
     """Reserve a second-factor attempt for the citizen before the code or passkey is checked."""
     return _begin(SECOND_FACTORS, citizen_id)
+
+
+def begin_enrolment(citizen_id: str) -> Attempt:
+    """Reserve an attempt at confirming a new authenticator app with its first code."""
+    return _begin(ENROLMENTS, citizen_id)
 
 
 def unlock(nik: str) -> None:

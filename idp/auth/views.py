@@ -113,11 +113,12 @@ def login() -> Any:
 
     assert citizen is not None
     attempt.succeeded()
-    # Wrong second factors lock logging in too, until they expire or a second factor succeeds: the
-    # password alone, proved again, must not reopen the guessing (checked only now, after the
-    # password, so the answer reveals nothing to whoever does not have it).
+    # Wrong second factors lock logging in too, except on a browser the citizen logged in from
+    # before: the password alone, proved again elsewhere, must not reopen the guessing, while the
+    # owner keeps a level-1 session on their own device (checked only after the password, so the
+    # answer reveals nothing to whoever does not have it).
     factors_locked = lockout.check_second_factor(str(citizen.id))
-    if factors_locked.locked_for:
+    if factors_locked.locked_for and devices.known_device(citizen.nik) is None:
         return _throttled(form, interaction, factors_locked)
     if passwords.needs_rehash(citizen.password_hash):
         citizen.password_hash = passwords.hash_password(password)

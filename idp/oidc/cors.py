@@ -15,6 +15,7 @@ from sqlalchemy import select
 from werkzeug.wrappers import Response
 
 from idp.db import get_session
+from idp.errors import UNAVAILABLE
 from idp.models import Client
 
 #: The endpoints (``blueprint.view``) a browser app calls directly.
@@ -22,14 +23,27 @@ ENDPOINTS = {"oidc.discovery", "oidc.jwks", "oidc.token", "oidc.userinfo", "oidc
 MAX_AGE = "600"
 
 
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
 def origin_of(uri: str) -> str:
-    parts = urlsplit(uri)
-    return f"{parts.scheme}://{parts.netloc}".lower()
+    """A URI's origin as a browser serialises it (RFC 6454 §6.2): scheme, host, and the port only
+    when it is not the scheme's default; no user information. Empty when it has none."""
+    try:
+        parts = urlsplit(uri)
+        port = parts.port
+    except ValueError:
+        return ""
+    if parts.scheme not in _DEFAULT_PORTS or not parts.hostname:
+        return ""
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    shown = f":{port}" if port is not None and port != _DEFAULT_PORTS[parts.scheme] else ""
+    return f"{parts.scheme}://{host}{shown}".lower()
 
 
 def registered_origin(origin: str) -> bool:
     """Whether an active portal registered a redirect URI on ``origin``."""
-    if not origin or len(origin) > 300:
+    if not origin or len(origin) > 300 or origin_of(origin) != origin.lower():
         return False
     rows = get_session().scalars(select(Client.redirect_uris).where(Client.active.is_(True)))
     return any(origin_of(uri) == origin.lower() for uris in rows for uri in uris)
@@ -37,11 +51,15 @@ def registered_origin(origin: str) -> bool:
 
 def allow(response: Response) -> Response:
     """``after_request`` of the protocol endpoints: the CORS headers for an allowed origin."""
-    origin = request.headers.get("Origin", "")
-    if request.endpoint not in ENDPOINTS or not origin:
+    if request.endpoint not in ENDPOINTS:
         return response
-    response.headers.add("Vary", "Origin")
-    if not registered_origin(origin):
+    response.headers.add("Vary", "Origin")  # cached answers differ by origin, with or without one
+    origin = request.headers.get("Origin", "")
+    try:
+        allowed = bool(origin) and registered_origin(origin)
+    except UNAVAILABLE:
+        allowed = False  # the answer is a 503 anyway; it needs no cross-origin reading
+    if not allowed:
         return response
     response.headers["Access-Control-Allow-Origin"] = origin
     if request.method == "OPTIONS":  # the preflight (Fetch §4.8)

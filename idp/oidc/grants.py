@@ -26,7 +26,7 @@ from idp.auth import loa
 from idp.consent import records as consents
 from idp.db import get_session
 from idp.models import Citizen, Client, Grant
-from idp.models.base import secret_digest, utcnow
+from idp.models.base import secret_digest
 from idp.oidc import claims as claimsmod
 from idp.oidc import keys, tokens
 from idp.oidc.clients import AUTH_METHODS
@@ -114,22 +114,27 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
             claims_request=claimsmod.parse_claims_request(data.get("claims")),
         )
         digest = secret_digest(code)
-        state.code_grants.put(CodeGrant(grant_id=issued.grant_id), digest)
+        state.code_grants.put(CodeGrant(grant_id=issued.grant_id, client_id=client.client_id), digest)
         state.codes.put(issued, digest)
 
     def query_authorization_code(self, code: str, client: Client) -> AuthorizationCode | None:
         if not code or len(code) > 256:
             return None
         digest = secret_digest(code)
+        owner = state.code_grants.get(digest)
+        if owner is not None and owner.client_id != client.client_id:
+            # Another client's code (leaked): refused, and neither spent nor revoked, so a leak
+            # cannot be used to burn the owner's code or revoke its grant.
+            audit.append("code_wrong_client", client_id=client.client_id, grant_id=owner.grant_id)
+            return None
         issued = state.codes.take(digest)
         if issued is None:
-            spent = state.code_grants.get(digest)
-            if spent is not None:
+            if owner is not None:
                 # RFC 6749 §4.1.2 / RFC 9700 §4.5: a code used twice revokes what it issued.
-                revocation.revoke_grant(spent.grant_id, "code_replay")
-                audit.append("code_replayed", client_id=client.client_id, grant_id=spent.grant_id)
+                revocation.revoke_grant(owner.grant_id, "code_replay")
+                audit.append("code_replayed", client_id=client.client_id, grant_id=owner.grant_id)
             return None
-        if issued.client_id != client.client_id:
+        if issued.client_id != client.client_id:  # a code issued before its owner was recorded
             audit.append("code_wrong_client", client_id=client.client_id, grant_id=issued.grant_id)
             return None
         return AuthorizationCode(dataclasses.asdict(issued))
@@ -160,9 +165,11 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
         if token is None or not token.check_client(client):
             return None
         row = token.row
-        if row.refresh_used_at is not None and not _within_grace(row):
-            self._reused(row)
-            return None
+        if row.refresh_used_at is not None:
+            if not tokens.retry_allowed(row):
+                self._reused(row)
+                return None
+            token.retrying = True
         if token.is_revoked(ignore_rotation=True) or token.is_expired():
             return None
         return token
@@ -171,10 +178,10 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
         """Claim the refresh token only now, after the request (scope included) was validated:
         a request refused for a bad scope leaves the token usable."""
         row = refresh_token.row
-        if not tokens.claim_refresh(row):
+        if not refresh_token.retrying and not tokens.claim_refresh(row):
             get_session().refresh(row)
-            if not _within_grace(row):
-                self._reused(row)  # a use long ago, or a concurrent one outside the window
+            if not tokens.retry_allowed(row):
+                self._reused(row)  # a use long ago, a second retry, or the chain moved on
                 raise InvalidGrantError("The refresh token is not valid.")
             audit.append("refresh_token_retry", citizen_id=row.citizen_id, client_id=row.client_id,
                          grant_id=str(row.grant_id))
@@ -201,13 +208,6 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
 
     def revoke_old_credential(self, refresh_token: tokens.IssuedToken) -> None:
         """Already marked used when it was claimed."""
-
-
-def _within_grace(row: Any) -> bool:
-    """Whether a rotated refresh token comes back within the retry window after its rotation."""
-    used = row.refresh_used_at
-    grace = current_app.config["IDP"].refresh_reuse_grace_seconds
-    return used is not None and grace > 0 and (utcnow() - used).total_seconds() <= grace
 
 
 class IdToken(OpenIDCode):

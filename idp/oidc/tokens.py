@@ -22,7 +22,7 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from sqlalchemy import select, update
 
-from idp import audit, revocation
+from idp import audit, revocation, state
 from idp.config import Settings
 from idp.db import get_session, rowcount
 from idp.models import Citizen, Client, Grant, Token
@@ -30,6 +30,7 @@ from idp.models.base import secret_digest, utcnow
 from idp.oidc import keys
 from idp.oidc.clients import AUTH_METHODS
 from idp.oidc.pairwise import pairwise_subject
+from idp.state import Stamp
 
 
 def _settings() -> Settings:
@@ -95,10 +96,44 @@ def save(token: dict[str, Any], context: dict[str, Any], client: Client, citizen
 
 def claim_refresh(row: Token) -> bool:
     """Mark a refresh token used, atomically: of two concurrent uses one wins, the other is a reuse."""
-    result = get_session().execute(update(Token).where(Token.id == row.id,
-                                                       Token.refresh_used_at.is_(None))
-                                   .values(refresh_used_at=utcnow()))
-    return rowcount(result) == 1
+    session = get_session()
+    now = utcnow()
+    result = session.execute(update(Token).where(Token.id == row.id, Token.refresh_used_at.is_(None))
+                             .values(refresh_used_at=now))
+    if rowcount(result) != 1:
+        return False
+    # One live refresh token per grant: a sibling a retry left behind dies when either is used.
+    session.execute(update(Token).where(
+        Token.grant_id == row.grant_id, Token.id != row.id, Token.refresh_hash.is_not(None),
+        Token.refresh_used_at.is_(None), Token.refresh_revoked_at.is_(None))
+        .values(refresh_revoked_at=now))
+    return True
+
+
+def retry_allowed(row: Token) -> bool:
+    """Whether a rotated refresh token presented again is a retry to answer, not a reuse.
+
+    Only within the grace window after its rotation, only once, and only while the refresh token
+    that rotation issued is still unused: the retry then replaces that answer (its refresh token is
+    revoked), so a stolen token used inside the window never starts a second chain beside the
+    portal's.
+    """
+    used = row.refresh_used_at
+    grace = _settings().refresh_reuse_grace_seconds
+    if used is None or grace <= 0 or (utcnow() - used).total_seconds() > grace:
+        return False
+    session = get_session()
+    successors = list(session.scalars(select(Token).where(
+        Token.grant_id == row.grant_id, Token.id > row.id, Token.refresh_hash.is_not(None))))
+    if any(s.refresh_used_at is not None for s in successors):
+        return False  # the chain moved on: this is a reuse
+    if not state.refresh_retries.put_if_absent(Stamp(at=int(time.time())), str(row.id),
+                                               ttl=grace + 1):
+        return False  # a second retry
+    now = utcnow()
+    for successor in successors:
+        successor.refresh_revoked_at = now
+    return True
 
 
 class IssuedToken(TokenMixin):
@@ -107,6 +142,7 @@ class IssuedToken(TokenMixin):
     def __init__(self, row: Token, kind: str) -> None:
         self.row = row
         self.kind = kind
+        self.retrying = False  # a rotated refresh token answered once more (``retry_allowed``)
 
     @property
     def scope(self) -> str:

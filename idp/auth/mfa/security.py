@@ -89,7 +89,7 @@ def totp_enrol() -> Any:
     error = None
     if request.method == "POST" and existing is not None:
         if form.validate_on_submit():
-            attempt = lockout.begin_second_factor(str(citizen.id))
+            attempt = lockout.begin_enrolment(str(citizen.id))
             if attempt.blocked:
                 error = _("Please wait %(seconds)d seconds before trying again.",
                           seconds=max(attempt.throttle.wait_for, attempt.throttle.locked_for))

@@ -193,6 +193,11 @@ def step_up_verify() -> Any:
         ok = sent_codes.verify(citizen, factor, code)
     else:
         ok = recovery.use(db, citizen, code)
+        if ok:
+            # The one place a request commits before its end: a recovery code must be spent for
+            # good before the SSO session (in Redis, outside this unit of work) gains from it, or a
+            # failed commit would leave the code usable again.
+            db.commit()
     if not ok:
         throttle = _failure(ctx, citizen, factor, attempt)
         if throttle.blocked:
