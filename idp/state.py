@@ -234,6 +234,10 @@ class SessionRef:
 
     key: str
 
+    def __post_init__(self) -> None:
+        # The previous release stored the whole store key ("sso:<hash>"); read it as the hash.
+        self.key = self.key.removeprefix("sso:")
+
 
 @dataclass
 class Registration:
