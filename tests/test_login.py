@@ -404,3 +404,19 @@ def test_a_stranger_locking_a_nik_does_not_lock_out_its_owners_own_browser(
     assert mine.status_code == 302 and mine.headers["Location"] == "/account"
     [notice] = [m for m in outbox_messages(app, citizen.email) if "dijeda" in m]
     assert "perangkat" in notice
+
+
+def test_a_session_stored_by_the_previous_release_is_still_found(auth: AuthActions, factory: Factory,
+                                                                 app: Flask, client: FlaskClient) -> None:
+    """The previous release kept the whole store key in a sid's reference ("sso:<hash>")."""
+    from idp.auth import session as sso
+
+    citizen = factory.citizen()
+    auth.login(citizen.nik, citizen.password)
+    with app.test_request_context():
+        [current] = sso.sessions_of(str(citizen.id))
+    app.extensions["idp.store"].put(f"sso-sid:{current.sid}", {"key": f"sso:{current.key}"}, 600)
+    with app.test_request_context():
+        [found] = sso.sessions_of(str(citizen.id))
+    assert found.sid == current.sid and found.key == current.key
+    assert client.get("/account").status_code == 200
