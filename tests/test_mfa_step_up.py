@@ -244,3 +244,23 @@ def test_passkeys_are_renamed_and_removed_only_by_their_owner(
     assert _passkey_names(app, citizen.id) == []
     assert {"mfa_passkey_renamed", "mfa_passkey_removed"} <= set(audit_events(app, citizen.id))
     assert any("passkey" in body.lower() for body in outbox_messages(app, citizen.email))
+
+
+def test_a_new_passkey_is_named_by_the_masked_nik_not_the_whole_nik(
+        app: Flask, client: FlaskClient, auth: AuthActions, factory: Factory) -> None:
+    """Authenticators show the WebAuthn user name (on the lock screen, in the passkey list): it is the
+    masked NIK, as the authenticator app's label is, never the whole number."""
+    import json
+
+    from tests.test_mfa_support import prove_by_email
+
+    citizen = factory.citizen()
+    auth.login(citizen.nik, citizen.password)
+    prove_by_email(app, client, citizen, "/account/security")
+    html = client.get("/account/security").get_data(as_text=True)
+    options = client.post("/account/security/passkeys/options",
+                          headers={"X-CSRFToken": csrf_token(html)})
+    assert options.status_code == 200, options.get_data(as_text=True)[:200]
+    user = json.loads(options.get_data(as_text=True))["user"]
+    assert user["name"] == citizen.nik[:6] + "******" + citizen.nik[-4:]
+    assert citizen.nik not in options.get_data(as_text=True)
