@@ -138,7 +138,7 @@ def keys_list() -> None:
 @logout_cli.command("deliver")
 def logout_deliver() -> None:
     """Deliver due back-channel logout tokens (run it every minute; safe with several workers)."""
-    counts = deliver_due(current_app._get_current_object())  # type: ignore[attr-defined]
+    counts = deliver_due(current_app._get_current_object())  # type: ignore[attr-defined]  # Werkzeug's proxy
     click.echo(json.dumps(counts))
 
 
