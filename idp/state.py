@@ -270,6 +270,14 @@ class LinkSubject:
 
 
 @dataclass
+class ClientKeySet:
+    """A portal's public keys as fetched from its ``jwks_uri``."""
+
+    uri: str
+    keys: list[dict[str, Any]]
+
+
+@dataclass
 class WebauthnChallenge:
     challenge: str
     citizen_id: str
@@ -304,6 +312,7 @@ codes = Record("code", IssuedCode, _code_lifetime)                              
 code_grants = Record("code-grant", CodeGrant, _refresh)                            # sha256(code)
 client_assertions = Record("client-jti", Stamp, 3660)                              # sha256(sub, jti)
 request_objects = Record("request-object", Stamp, 3660)                            # sha256(client, jti)
+client_key_sets = Record("client-jwks", ClientKeySet, 300)                         # client id
 refresh_retries = Record("refresh-retry", Stamp, 60)                               # token row id
 
 # SSO sessions (idp.auth.session)

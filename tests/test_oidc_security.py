@@ -417,3 +417,41 @@ def test_the_retry_window_gives_one_answer_per_rotation_and_no_second_chain(back
     info = client.get("/userinfo", headers={"Authorization": f"Bearer {sibling['access_token']}"})
     assert info.status_code == 401
     app.extensions["idp.engine"].dispose()
+
+
+def test_a_portals_jwks_uri_is_fetched_once_for_many_assertions(app, client) -> None:
+    """Keys from a jwks_uri are kept a few minutes: requests naming a portal cannot make SatuID
+    fetch its keys on every call (a lever to tie up workers)."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from joserfc.jwk import RSAKey
+
+    key = RSAKey.generate_key(2048, private=True)
+    fetched: list[str] = []
+
+    class Keys(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            fetched.append(self.path)
+            body = json.dumps({"keys": [key.as_dict(private=False)]}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Keys)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        register_portal(app, client_id="portal-kunci-jauh", token_endpoint_auth_method="private_key_jwt",
+                        jwks_uri=f"http://127.0.0.1:{server.server_address[1]}/jwks.json")
+        for _ in range(3):
+            response = _pkjwt_introspect(client, "portal-kunci-jauh", _assertion(key, "portal-kunci-jauh"))
+            assert response.status_code == 200
+        assert fetched == ["/jwks.json"]
+    finally:
+        server.shutdown()

@@ -27,7 +27,7 @@ from idp.models import Client
 from idp.models.base import secret_digest
 from idp.models.oidc import SECRET_METHODS
 from idp.oidc.claims import SUPPORTED_SCOPES
-from idp.state import Stamp
+from idp.state import ClientKeySet, Stamp
 
 AUTH_METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt", "none")
 #: What a private_key_jwt assertion may be signed with (advertised in discovery).
@@ -155,14 +155,33 @@ class PrivateKeyJWT(JWTBearerClientAssertion):
                                                      ttl=max(remaining, 0) + 60)
 
     def resolve_client_public_key(self, client: Client) -> KeySet:
-        if client.jwks:
-            return KeySet.import_key_set(client.jwks)  # type: ignore[arg-type]  # checked by joserfc
-        if client.jwks_uri:
-            try:
-                response = requests.get(client.jwks_uri, timeout=3)
-                response.raise_for_status()
-                return KeySet.import_key_set(response.json())
-            except (requests.RequestException, JoseError, ValueError, KeyError, TypeError) as exc:
-                raise InvalidClientError(
-                    description="The client's keys could not be fetched from its jwks_uri.") from exc
-        raise InvalidClientError(description="The client has no registered keys.")
+        keys = client_keys(client)
+        if keys is None:
+            raise InvalidClientError(description="The client has no registered keys.")
+        return keys
+
+
+def client_keys(client: Client) -> KeySet | None:
+    """A portal's public keys: registered with it, or fetched from its ``jwks_uri`` and kept five
+    minutes (``state.client_key_sets``), so that requests naming the portal cannot make SatuID fetch
+    its keys again and again. A portal publishes a new key before it signs with it, as SatuID does.
+
+    None when the portal registered no keys; ``InvalidClientError`` when they cannot be fetched."""
+    if client.jwks:
+        return KeySet.import_key_set(client.jwks)  # type: ignore[arg-type]  # checked by joserfc
+    if not client.jwks_uri:
+        return None
+    cached = state.client_key_sets.get(client.client_id)
+    try:
+        if cached is not None and cached.uri == client.jwks_uri:
+            return KeySet.import_key_set({"keys": cached.keys})
+        response = requests.get(client.jwks_uri, timeout=3, allow_redirects=False)
+        response.raise_for_status()
+        document = response.json()
+        keys = KeySet.import_key_set(document)
+    except (requests.RequestException, JoseError, ValueError, KeyError, TypeError) as exc:
+        raise InvalidClientError(
+            description="The client's keys could not be fetched from its jwks_uri.") from exc
+    state.client_key_sets.put(ClientKeySet(uri=client.jwks_uri, keys=list(document["keys"])),
+                              client.client_id)
+    return keys

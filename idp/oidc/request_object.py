@@ -18,6 +18,7 @@ import json
 import time
 from typing import Any
 
+from authlib.oauth2.rfc6749 import InvalidClientError
 from flask import current_app
 from joserfc import jws, jwt
 from joserfc.errors import JoseError
@@ -26,7 +27,7 @@ from joserfc.jwk import KeySet
 from idp import state
 from idp.models import Client
 from idp.models.base import secret_digest
-from idp.oidc.clients import ASSERTION_ALGORITHMS, PrivateKeyJWT
+from idp.oidc.clients import ASSERTION_ALGORITHMS, client_keys
 from idp.state import Stamp
 
 ALGORITHMS = ASSERTION_ALGORITHMS
@@ -45,13 +46,10 @@ class Refused(Exception):
 
 
 def _client_keys(client: Client) -> KeySet | None:
-    if not client.jwks and not client.jwks_uri:
-        return None
     try:
-        keys: KeySet = PrivateKeyJWT().resolve_client_public_key(client)
-    except Exception as e:  # unreachable or malformed jwks_uri: Authlib raises InvalidClientError
+        return client_keys(client)
+    except InvalidClientError as e:  # an unreachable or malformed jwks_uri
         raise Refused("invalid_request_object", "The client's keys could not be read.") from e
-    return keys
 
 
 def _as_parameter(value: Any) -> str:
