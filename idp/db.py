@@ -8,7 +8,7 @@ that fails half-way leaves nothing half-written. Commands and jobs use ``unit_of
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, cast
 
@@ -47,8 +47,10 @@ def make_engine(url: str) -> Engine:
 def init_app(app: Flask) -> sessionmaker[Session]:
     engine = make_engine(app.config["IDP"].database_url)
     maker = sessionmaker(engine, expire_on_commit=False)
-    # What the work queued for its commit (audit rows, back-channel logouts) goes with a rollback.
+    # What the work queued for its commit (audit rows, back-channel logouts, after_commit callbacks)
+    # goes with a rollback.
     event.listen(maker, "after_rollback", _forget_queued)
+    event.listen(maker, "after_commit", _run_after_commit)
     app.extensions["idp.engine"] = engine
     app.extensions["idp.sessionmaker"] = maker
     app.after_request(_commit_request)
@@ -58,6 +60,20 @@ def init_app(app: Flask) -> sessionmaker[Session]:
 
 def _forget_queued(session: Session) -> None:
     session.info.clear()
+
+
+_AFTER_COMMIT = "after_commit"  # Session.info: callbacks to run once the work has committed
+
+
+def after_commit(callback: Callable[[], None]) -> None:
+    """Run ``callback`` once the current unit of work commits, and never if it is thrown away: for
+    a change outside the database (Redis) that must not happen unless the work it belongs to does."""
+    get_session().info.setdefault(_AFTER_COMMIT, []).append(callback)
+
+
+def _run_after_commit(session: Session) -> None:
+    for callback in session.info.pop(_AFTER_COMMIT, []):
+        callback()
 
 
 def get_session() -> Session:
@@ -78,8 +94,9 @@ def current_connection() -> Connection | None:
     if not has_app_context():
         return None
     session: Session | None = g.get("db_session")
-    if session is None or not session.in_transaction():
-        return None
+    transaction = session.get_transaction() if session is not None else None
+    if session is None or transaction is None or not transaction.is_active:
+        return None  # none begun, or committing (an after_commit callback): a short one of its own
     return session.connection()
 
 

@@ -258,3 +258,31 @@ def test_a_logout_token_is_signed_when_it_is_sent_not_when_it_was_queued(app, cl
     [raw] = receiver.wait_for(1)
     claims = jwt.decode(raw, KeySet.import_key_set(client.get("/jwks").get_json())).claims
     assert claims["iat"] >= queued_at + 2 and claims["exp"] > time.time()
+
+
+def test_a_session_ended_by_work_that_then_fails_stays_with_its_portals_told_nothing(
+        app, client, factory, receiver) -> None:
+    """Ending a session and queueing its back-channel logouts happen together, when the work
+    commits: a request that fails after ending the session leaves both undone (the session is
+    still there, no portal was told), never a session gone with its portals never told."""
+    from idp.auth import session as sso
+
+    @app.get("/test/end-then-fail")
+    def end_then_fail() -> str:
+        current = sso.current()
+        assert current is not None
+        sso.end(current, reason="test")
+        raise RuntimeError("a failure after the session was ended")
+
+    portal, tokens, _info = _sign_in(app, client, factory, backchannel_logout_uri=receiver.url)
+    citizen_id = portal_citizen(app, portal, jwt.decode(
+        tokens["id_token"], KeySet.import_key_set(client.get("/jwks").get_json())).claims["sub"])
+    assert client.get("/test/end-then-fail").status_code == 500
+    with app.test_request_context():
+        assert len(sso.sessions_of(citizen_id)) == 1  # still in the store
+    with app.app_context():
+        from idp.db import get_session
+        from idp.models import LogoutDelivery
+
+        assert get_session().scalars(select(LogoutDelivery)).all() == []
+    assert receiver.tokens == []

@@ -17,7 +17,7 @@ import uuid
 from blinker import Namespace
 from flask import Flask, Response, current_app, g, request
 
-from idp import revocation, state
+from idp import db, revocation, state
 from idp.config import Settings
 from idp.models.base import secret_digest
 from idp.state import SessionRef, SsoSession
@@ -168,9 +168,11 @@ def _forget(sso: SsoSession) -> None:
 
 
 def end(sso: SsoSession, reason: str) -> None:
-    """End one session and tell every portal it signed in to."""
+    """End one session and tell every portal it signed in to. The session leaves the store when the
+    work that ended it commits, together with the portals' back-channel logouts it queued: a
+    failure in between leaves both, never a session gone with its portals never told."""
     client_ids = clients_of(sso)
-    _forget(sso)
+    db.after_commit(lambda: _forget(sso))
     mine: SsoSession | None = g.get(_CURRENT)  # not current(): ending may happen while loading
     if mine is not None and mine.sid == sso.sid:
         setattr(g, _CURRENT, None)
