@@ -1,8 +1,8 @@
 """Levels of assurance (``acr``) and authentication methods (``amr``, RFC 8176).
 
 Level 1: password. Level 2: password and a second factor (TOTP, a code to the verified phone or
-email, a recovery code). Level 3: a phishing-resistant passkey with user verification, or a second
-factor after the citizen was verified in person by the helpdesk.
+email, a recovery code). Level 3: a phishing-resistant passkey with user verification. How well the
+identity itself was checked is not a level: it is released as ``verified_claims``.
 """
 
 from __future__ import annotations

@@ -33,6 +33,8 @@ CLAIM_LABELS = {
     "address": _l("Your address from the population registry"),
     "nik": _l("Your NIK (national identity number)"),
     "sub": _l("Your SatuID identifier for this service"),
+    "place_of_birth": _l("Your place of birth"),
+    "verified_claims": _l("That these details were checked against the population registry, and when"),
 }
 
 

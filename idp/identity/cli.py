@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from idp import audit
 from idp.db import get_engine, unit_of_work
-from idp.identity import synthetic
+from idp.identity import synthetic, verification
 from idp.identity.passwords import hash_password
 from idp.models import Citizen, Resident
 
@@ -87,6 +87,7 @@ def ensure_demo_citizen(session: Session, person: synthetic.DemoPerson) -> Citiz
                           email_verified=True, password_hash=hash_password(person.password))
         session.add(citizen)
         session.flush()
+        verification.record_registry_match(session, citizen.id)
         audit.append("citizen_created", actor="operator:seed-demo", citizen_id=citizen.id,
                      source="demo")
     return citizen

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from typing import Any
 
-from sqlalchemy import Boolean, Date, ForeignKey, Integer, String, Text, Uuid
+from sqlalchemy import JSON, Boolean, Date, ForeignKey, Integer, String, Text, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
 from idp.models.base import Base, timestamp, timestamp_or_none, utcnow, uuid_pk
@@ -45,7 +46,8 @@ class Citizen(Base):
     password_hash: Mapped[str] = mapped_column(Text)
     password_changed_at: Mapped[timestamp]
     locale: Mapped[str] = mapped_column(String(8), default="id")
-    # Raised by helpdesk after checking the citizen in person; part of level of assurance 3.
+    # Kept for the helpdesk's counter checks; identity checks are ``IdentityVerification`` rows, and
+    # no level of authentication depends on it.
     in_person_verified_at: Mapped[timestamp_or_none]
     created_at: Mapped[timestamp]
 
@@ -68,3 +70,21 @@ class OutboxMessage(Base):
     body: Mapped[str] = mapped_column(Text)
     created_at: Mapped[timestamp]
     sent_at: Mapped[timestamp_or_none]
+
+
+class IdentityVerification(Base):
+    """A check of who the citizen is, kept with the identity (OpenID Connect for Identity Assurance
+    1.0 ``verification``): the registry match at registration (an electronic record), later an
+    in-person check of the KTP-el at a counter (a document). Never rewritten; never inherited by an
+    authenticator."""
+
+    __tablename__ = "identity_verification"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    citizen_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("citizen.id", ondelete="CASCADE"),
+                                                  index=True)
+    method: Mapped[str] = mapped_column(String(32))  # "registry_record" or "in_person"
+    trust_framework: Mapped[str] = mapped_column(String(64))
+    verified_at: Mapped[timestamp]
+    evidence: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # one IA evidence element
+    case_id: Mapped[str | None] = mapped_column(String(64), nullable=True)  # the helpdesk case

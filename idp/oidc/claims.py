@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from idp.identity import verification
 from idp.models import Citizen, Resident
 
 SCOPE_CLAIMS: dict[str, tuple[str, ...]] = {
@@ -27,7 +28,12 @@ SUPPORTED_SCOPES = ("openid", "offline_access", *SCOPE_CLAIMS)
 CLAIM_SCOPE = {claim: scope for scope, claims in SCOPE_CLAIMS.items() for claim in claims}
 # Claims about the authentication itself, always allowed in the claims parameter.
 AUTH_CLAIMS = ("sub", "auth_time", "acr", "amr", "sid", "nonce")
-SUPPORTED_CLAIMS = ("iss", "aud", "exp", "iat", *AUTH_CLAIMS, *CLAIM_SCOPE)
+#: OpenID Connect for Identity Assurance 1.0: claims the registry vouches for, asked for inside
+#: ``verified_claims`` and released only with the scope that releases them plainly.
+VERIFIED_CLAIM_SCOPE = {"name": "profile", "birthdate": "profile", "gender": "profile",
+                        "place_of_birth": "profile", "address": "address", "nik": "nik"}
+SUPPORTED_CLAIMS = ("iss", "aud", "exp", "iat", *AUTH_CLAIMS, *CLAIM_SCOPE, "place_of_birth",
+                    "verified_claims")
 
 
 class InvalidClaimsRequest(ValueError):
@@ -112,6 +118,7 @@ def released_claims(scopes: list[str], claims_request: dict[str, dict[str, Any]]
 
     Userinfo: the granted scopes' claims, narrowed to those named when ``claims.userinfo`` is given.
     ID token: only those named in ``claims.id_token``. Either way only claims of granted scopes.
+    ``verified_claims`` is among them when it was asked for and a claim it names is allowed.
     """
     allowed = {c for s in scopes for c in SCOPE_CLAIMS.get(s, ())}
     asked = claims_request.get(member)
@@ -119,7 +126,19 @@ def released_claims(scopes: list[str], claims_request: dict[str, dict[str, Any]]
         names = allowed if asked is None else {c for c in asked if c in allowed}
     else:
         names = {c for c in (asked or {}) if c in allowed}
+    if verified_claim_names(scopes, claims_request, member):
+        names.add("verified_claims")
     return sorted(names)
+
+
+def verified_claim_names(scopes: list[str], claims_request: dict[str, dict[str, Any]],
+                         member: str) -> list[str]:
+    """The claims asked for inside ``verified_claims`` (IA 1.0 §6) that the granted scopes allow."""
+    request = claims_request.get(member, {}).get("verified_claims")
+    inner = request.get("claims") if isinstance(request, dict) else None
+    if not isinstance(inner, dict):
+        return []
+    return sorted(c for c in inner if VERIFIED_CLAIM_SCOPE.get(c) in scopes)
 
 
 def requested_claims(scopes: list[str], claims_request: dict[str, dict[str, Any]]) -> list[str]:
@@ -128,12 +147,29 @@ def requested_claims(scopes: list[str], claims_request: dict[str, dict[str, Any]
                   | set(released_claims(scopes, claims_request, "id_token")))
 
 
+def response_claims(session: Session, citizen: Citizen, scopes: list[str],
+                    claims_request: dict[str, dict[str, Any]], member: str) -> dict[str, Any]:
+    """Every identity claim one response carries, ``verified_claims`` included (IA 1.0 §5)."""
+    names = released_claims(scopes, claims_request, member)
+    values = claim_values(session, citizen, names)
+    if "verified_claims" in names:
+        verified = verification.latest(session, citizen.id)
+        if verified is not None:
+            inner = verified_claim_names(scopes, claims_request, member)
+            values["verified_claims"] = {
+                "verification": verification.verification_element(verified),
+                "claims": claim_values(session, citizen, inner)}
+    return values
+
+
 def claim_values(session: Session, citizen: Citizen, names: list[str]) -> dict[str, Any]:
     """Values of the named claims for a citizen, from the registry and the account."""
     resident = session.get(Resident, citizen.nik) if names else None
     values: dict[str, Any] = {}
     for name in names:
-        if name == "name":
+        if name == "place_of_birth" and resident:
+            values[name] = {"locality": resident.birth_place, "country": "ID"}
+        elif name == "name":
             values[name] = citizen.full_name
         elif name == "birthdate" and resident:
             values[name] = resident.birth_date.isoformat()

@@ -7,7 +7,8 @@ from typing import Any
 from flask import current_app
 
 from idp.auth.loa import ACR_VALUES
-from idp.oidc.claims import SUPPORTED_CLAIMS, SUPPORTED_SCOPES
+from idp.identity import verification
+from idp.oidc.claims import SUPPORTED_CLAIMS, SUPPORTED_SCOPES, VERIFIED_CLAIM_SCOPE
 from idp.oidc.clients import ASSERTION_ALGORITHMS, AUTH_METHODS
 
 
@@ -38,6 +39,11 @@ def provider_metadata() -> dict[str, Any]:
         "prompt_values_supported": ["none", "login", "consent"],
         "acr_values_supported": list(ACR_VALUES.values()),
         "claims_parameter_supported": True,
+        # OpenID Connect for Identity Assurance 1.0 §7
+        "verified_claims_supported": True,
+        "trust_frameworks_supported": [verification.TRUST_FRAMEWORK],
+        "evidence_supported": list(verification.EVIDENCE_TYPES),
+        "claims_in_verified_claims_supported": list(VERIFIED_CLAIM_SCOPE),
         "request_parameter_supported": True,
         "request_object_signing_alg_values_supported": list(ASSERTION_ALGORITHMS),
         "request_uri_parameter_supported": False,

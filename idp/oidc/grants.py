@@ -245,6 +245,7 @@ class IdToken(OpenIDCode):
         at_hash = create_half_hash(token["access_token"], alg)
         if at_hash is not None:
             claims["at_hash"] = at_hash.decode()
-        claims.update(claimsmod.claim_values(get_session(), citizen, names))
+        claims.update(claimsmod.response_claims(get_session(), citizen, scopes,
+                                                code.get("claims_request") or {}, "id_token"))
         consents.record_release(citizen.id, client, "id_token", ["sub", *names])
         return jwt.encode({"alg": alg, "kid": key.kid, "typ": "JWT"}, claims, key)

@@ -29,7 +29,7 @@ from idp.auth import session as sso
 from idp.db import get_session
 from idp.identity import contact as contacts
 from idp.identity import nik as nikmod
-from idp.identity import passwords
+from idp.identity import passwords, verification
 from idp.identity.problems import NIK_PROBLEMS, PASSWORD_PROBLEMS
 from idp.identity.registry import get_registry, same_name
 from idp.models import Citizen
@@ -306,6 +306,7 @@ def register_password() -> Any:
         db.rollback()
         audit.append("registration_refused", actor="anonymous", reason="already_registered")
         return render_template("registration/register_exists.html", interaction=interaction), 409
+    verification.record_registry_match(db, citizen.id)
     outbox.notify_citizen(
         db, citizen, _("Welcome to SatuID"),
         _("Your SatuID account is ready. You can now log in to government services with your "

@@ -16,10 +16,10 @@ recovery    ``kba``                a pre-registered secret the citizen keeps on 
                                    ``otp`` so a portal that accepts only an authenticator can tell.
 ==========  =====================  ==============================================================
 
-Levels (``idp.auth.loa``): a passkey with user verification is level 3; TOTP after the citizen was
-verified in person by the helpdesk is level 3; every other factor is level 2. Codes sent over SMS or
-email and recovery codes stay at level 2 even after in-person verification: they prove control of a
-channel or of a paper, not of an authenticator (NIST SP 800-63B §5.1.3.3 restricts out-of-band SMS).
+Levels (``idp.auth.loa``) say how the citizen authenticated and nothing else (NIST SP 800-63B): a
+passkey with user verification, phishing-resistant, is level 3; every other second factor is level
+2. Whether the identity was once checked in person is a fact about the identity, released as
+``verified_claims`` (``idp.identity.verification``); no authenticator inherits a level from it.
 """
 
 from __future__ import annotations
@@ -72,8 +72,6 @@ def enrolment(session: Session, citizen: Citizen) -> Enrolment:
 def level_for(citizen: Citizen, factor: str, user_verified: bool = False) -> int:
     """The level of assurance a session reaches with password plus this factor."""
     if factor == "passkey" and user_verified:
-        return 3
-    if factor in ("passkey", "totp") and citizen.in_person_verified_at is not None:
         return 3
     return 2
 

@@ -103,7 +103,8 @@ def userinfo() -> Response:
         return _bearer_error(403, "insufficient_scope", "The token lacks the openid scope.")
     names = claimsmod.released_claims(scopes, issued.row.claims_request or {}, "userinfo")
     body = {"sub": pairwise_subject(client, str(citizen.id)),
-            **claimsmod.claim_values(get_session(), citizen, names)}
+            **claimsmod.response_claims(get_session(), citizen, scopes,
+                                        issued.row.claims_request or {}, "userinfo")}
     consents.record_release(citizen.id, client, "userinfo", ["sub", *names])
     response = jsonify(body)
     response.headers["Cache-Control"] = "no-store"
