@@ -7,6 +7,7 @@ with ``IDP_TEST_REQUIRE_SERVICES=1`` (CI) their absence is an error, not a skip.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -93,6 +94,28 @@ def create_empty_pg_database(name: str) -> str:
         conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
     admin.dispose()
     return sa.engine.make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
+
+
+@contextlib.contextmanager
+def old_database(kind: str, tmp_path: Path, revision: str) -> Iterator[str]:
+    """An empty database of ``kind`` migrated only up to ``revision``, for a migration's test
+    (which fills it as that release would have, then upgrades it); dropped afterwards."""
+    from alembic import command
+
+    from idp.cli import alembic_config
+
+    if kind == "sqlite":
+        url = f"sqlite:///{tmp_path / 'old.db'}"
+    else:
+        if not services_available():
+            pytest.skip("PostgreSQL is not reachable (CI requires it)")
+        url = create_empty_pg_database(f"satuid_migrate_{run_id()}")
+    try:
+        command.upgrade(alembic_config(url), revision)
+        yield url
+    finally:
+        if kind == "postgres":
+            drop_pg_database(url)
 
 
 @pytest.fixture(scope="session")

@@ -116,21 +116,9 @@ def test_migration_keeps_one_live_key_where_a_race_left_two(kind: str, tmp_path)
     from alembic import command
 
     from idp.cli import alembic_config
-    from tests.conftest import (
-        create_empty_pg_database,
-        drop_pg_database,
-        run_id,
-        services_available,
-    )
+    from tests.conftest import old_database
 
-    if kind == "sqlite":
-        url = f"sqlite:///{tmp_path / 'old.db'}"
-    else:
-        if not services_available():
-            pytest.skip("PostgreSQL is not reachable (CI requires it)")
-        url = create_empty_pg_database(f"satuid_migrate_{run_id()}")
-    try:
-        command.upgrade(alembic_config(url), "0003_mfa")
+    with old_database(kind, tmp_path, "0003_mfa") as url:
         engine = sa.create_engine(url)
         insert = sa.text("INSERT INTO oidc_signing_key (kid, alg, state, public_jwk, private_encrypted,"
                          " created_at) VALUES (:kid, 'RS256', :state, '{}', 'x', :at)")
@@ -146,6 +134,3 @@ def test_migration_keeps_one_live_key_where_a_race_left_two(kind: str, tmp_path)
         engine.dispose()
         assert states == {"a": "retired", "b": "current", "c": "retired", "d": "next"}
         assert retired_at is not None
-    finally:
-        if kind == "postgres":
-            drop_pg_database(url)

@@ -103,16 +103,9 @@ def test_the_migration_records_the_registry_match_of_every_existing_account(kind
     from alembic import command
 
     from idp.cli import alembic_config
-    from tests.conftest import create_empty_pg_database, drop_pg_database, run_id, services_available
+    from tests.conftest import old_database
 
-    if kind == "sqlite":
-        url = f"sqlite:///{tmp_path / 'old.db'}"
-    else:
-        if not services_available():
-            pytest.skip("PostgreSQL is not reachable (CI requires it)")
-        url = create_empty_pg_database(f"satuid_migrate_ia_{run_id()}")
-    try:
-        command.upgrade(alembic_config(url), "0004_token_scope_keys")
+    with old_database(kind, tmp_path, "0004_token_scope_keys") as url:
         engine = sa.create_engine(url)
         created = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
         with engine.begin() as conn:
@@ -129,6 +122,3 @@ def test_the_migration_records_the_registry_match_of_every_existing_account(kind
         evidence = rows[0][2] if isinstance(rows[0][2], dict) else json.loads(rows[0][2])
         assert evidence["type"] == "electronic_record"
         engine.dispose()
-    finally:
-        if kind == "postgres":
-            drop_pg_database(url)
