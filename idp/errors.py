@@ -59,12 +59,12 @@ def unavailable() -> Response:
 
 def outage(e: Exception) -> Response:
     """Log a dependency failure briefly (no secrets, no request values) and answer 503."""
-    _discard_quietly()
+    discard_quietly()
     log.warning("dependency unavailable on %s %s: %s", request.method, request.path, type(e).__name__)
     return unavailable()
 
 
-def _discard_quietly() -> None:
+def discard_quietly() -> None:
     try:
         db.discard()
     except Exception:  # the connection is gone with the database; nothing was committed
@@ -77,7 +77,7 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(CSRFError)
     def _csrf(_e: CSRFError) -> tuple[str, int]:
-        _discard_quietly()
+        discard_quietly()
         return page(
             400,
             _("This form has expired"),
@@ -86,7 +86,7 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def _http(e: HTTPException) -> Response | tuple[str, int]:
-        _discard_quietly()  # a request answered with an error changes nothing
+        discard_quietly()  # a request answered with an error changes nothing
         if _wants_json():
             name = "invalid_request" if e.code == 400 else (e.name or "error").lower().replace(" ", "_")
             resp = jsonify(error=name, error_description=e.description or "")
@@ -118,7 +118,7 @@ def init_app(app: Flask) -> None:
             return _http(e)
         if isinstance(e, UNAVAILABLE):
             return outage(e)
-        _discard_quietly()
+        discard_quietly()
         log.exception("unhandled error on %s %s", request.method, request.path)
         if _wants_json():
             resp = jsonify(error="server_error", error_description="internal error")

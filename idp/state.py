@@ -83,9 +83,14 @@ class Record(_Kind, Generic[V]):
         return {k: v for k, v in data.items() if k in self._fields}
 
     def decode(self, data: dict[str, Any] | None) -> V | None:
+        """The record, or None when there is none or it lacks a field (written in an older shape,
+        or damaged): a record that cannot be read is treated as gone, never as an error."""
         if data is None:
             return None
-        return self.value(**{k: v for k, v in data.items() if k in self._fields})
+        try:
+            return self.value(**{k: v for k, v in data.items() if k in self._fields})
+        except TypeError:
+            return None
 
     def put(self, value: V, *parts: str, ttl: int | None = None) -> None:
         self.store.put(self.key(*parts), self.encode(value), self.lifetime(ttl))

@@ -105,3 +105,12 @@ def test_sets_add_remove_and_list_members(app: Flask) -> None:
     store.remove_member("s", "a")
     assert store.members("s") == {"b"}
     assert store.members("nothing") == set()
+
+
+def test_a_record_in_an_older_shape_reads_as_absent_not_as_an_error(app: Flask) -> None:
+    """A record written by another release without a field this one needs is treated as gone."""
+    from idp import state
+
+    with app.app_context():
+        store_of(app).put("par:old", {"params": {"scope": "openid"}}, 60)  # no client_id
+        assert state.pushed_requests.get("old") is None

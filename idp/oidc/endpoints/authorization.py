@@ -136,8 +136,8 @@ def _unavailable(e: Exception) -> Any:
         if client is None or not client.check_redirect_uri(redirect_uri) \
                 or syntax.first_invalid(params) is not None:
             return response
-    except errors.UNAVAILABLE:
-        errors.outage(e)
+    except errors.UNAVAILABLE:  # PostgreSQL is down too: the page
+        errors.discard_quietly()
         return response
     return _redirect_error(redirect_uri, params.get("state"), "temporarily_unavailable",
                            "The service is temporarily unavailable; retry later.")
