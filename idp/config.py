@@ -67,6 +67,13 @@ class Settings:
     refresh_reuse_grace_seconds: int  # a retry of a just-rotated refresh token is not a reuse
     trusted_proxies: int
     metrics_token: str | None
+    # A first authenticator added with only an emailed code behind it waits this long (every
+    # channel told, any can cancel) before it counts toward level 2.
+    authenticator_waiting_seconds: int = 24 * 3600
+    # A helpdesk change decided over the phone waits this long before it takes effect.
+    helpdesk_cooling_off_seconds: int = 24 * 3600
+    staff_idle_seconds: int = 15 * 60
+    staff_daily_lookups: int = 40  # NIK lookups per officer per day before supervisors are alerted
 
     @property
     def embedded(self) -> bool:
@@ -130,6 +137,10 @@ def load_settings(overrides: dict[str, str] | None = None) -> Settings:
         refresh_reuse_grace_seconds=number("REFRESH_REUSE_GRACE_SECONDS", 10),
         trusted_proxies=number("TRUSTED_PROXIES", 0),
         metrics_token=optional("METRICS_TOKEN"),
+        authenticator_waiting_seconds=number("AUTHENTICATOR_WAITING_SECONDS", 24 * 3600),
+        helpdesk_cooling_off_seconds=number("HELPDESK_COOLING_OFF_SECONDS", 24 * 3600),
+        staff_idle_seconds=number("STAFF_IDLE_SECONDS", 15 * 60),
+        staff_daily_lookups=number("STAFF_DAILY_LOOKUPS", 40),
     )
     if environment == "production":
         _check_production(settings, env)

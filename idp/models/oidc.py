@@ -49,6 +49,8 @@ class Client(Base, ClientMixin):
     id_token_signed_response_alg: Mapped[str] = mapped_column(String(8), default="RS256")
     minimum_loa: Mapped[int] = mapped_column(Integer, default=1)
     accepted_factors: Mapped[list[str]] = mapped_column(JSON, default=list)  # empty: any
+    # The portal serves only citizens whose identity was checked in person (a KTP-el at a counter).
+    requires_in_person: Mapped[bool] = mapped_column(Boolean, default=False)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[timestamp]
 
