@@ -20,14 +20,15 @@ PACKAGE = ROOT / "idp"
 #: infrastructure; the composition root on top knows everything.
 LAYERS = {
     # infrastructure
-    "config": 0, "clock": 0, "models": 0, "db": 1, "store": 1, "i18n": 1, "logs": 1, "security": 1, "state": 2,
+    "config": 0, "clock": 0, "models": 0, "db": 1, "store": 1, "i18n": 1, "logs": 1, "security": 1,
+    "state": 2,
     "audit": 2, "outbox": 2, "codes": 3, "interaction": 3, "errors": 2, "revocation": 3,
     # domain
     "identity": 4, "auth": 5, "consent": 6,
     # protocol
     "oidc": 7,
     # pages that stand on their own part
-    "registration": 8, "account": 8, "health": 8,
+    "registration": 8, "account": 8, "health": 8, "helpdesk": 8,
     # composition root and operator commands
     "cli": 9, "app": 10, "idp": 11,
 }
