@@ -29,6 +29,9 @@ from idp.auth.mfa import security as login_security
 from idp.auth.mfa import step_up
 from idp.config import Settings, load_settings
 from idp.consent import views as consent
+from idp.helpdesk import citizen as helpdesk_citizen
+from idp.helpdesk import cli as helpdesk_cli
+from idp.helpdesk import views as helpdesk
 from idp.identity import cli as identity_cli
 from idp.identity.cli import Seeder
 from idp.identity.registry import DatabaseRegistry
@@ -68,6 +71,9 @@ PARTS = (
          account_sections=(AccountSection("consent.consents", _l("Services you share data with")),
                            AccountSection("consent.activity",
                                           _l("Which service received which data")))),
+    Part("helpdesk", blueprints=(helpdesk.bp, helpdesk_citizen.bp),         # /helpdesk
+         commands=(helpdesk_cli.staff_cli, helpdesk_cli.helpdesk_cli),
+         account_sections=(AccountSection("cases.mine", _l("Helpdesk cases about you")),)),
     Part("outbox", blueprints=(outbox.bp,)),                                # /dev/outbox
 )
 

@@ -355,3 +355,26 @@ code_sends_from = Counter("otc-sends-ip", 3600)                                 
 totp_steps_used = Record("totp-used", Stamp, 120)                                  # citizen, step
 passkey_registrations = Record("webauthn-reg", WebauthnChallenge, 5 * 60)          # ceremony
 passkey_assertions = Record("webauthn-auth", WebauthnChallenge, 5 * 60)            # ceremony
+
+# Helpdesk (idp.helpdesk)
+@dataclass
+class StaffSession:
+    """A helpdesk officer's session: its own cookie, never a citizen's. ``verified`` once the
+    authenticator code was given after the password (level 2)."""
+
+    staff_id: str
+    role: str
+    created_at: int
+    verified: bool = False
+
+
+def _staff_idle(s: Settings) -> int:
+    return s.staff_idle_seconds
+
+
+staff_sessions = Record("staff-session", StaffSession, _staff_idle)               # sha256(cookie)
+staff_lookups = Counter("staff-lookups", 24 * 3600)                                # staff id, day
+staff_lookup_alerts = Record("staff-lookup-alert", Stamp, 24 * 3600)               # staff id, day
+staff_failures = Counter("staff-fail", 3600)                                       # digest(email)
+staff_waits = Record("staff-wait", Stamp, 60)                                      # digest(email)
+staff_locks = Record("staff-lock", Stamp, _lockout)                                # digest(email)

@@ -45,6 +45,10 @@ ENROLMENTS = Guard(state.enrolment_failures, state.enrolment_waits, state.enrolm
                    escalating=False)
 
 
+#: Helpdesk officers: password then authenticator code, counted together per officer.
+STAFF = Guard(state.staff_failures, state.staff_waits, state.staff_locks, escalating=True)
+
+
 def _settings() -> Settings:
     settings: Settings = current_app.config["IDP"]
     return settings
@@ -164,12 +168,25 @@ def begin_enrolment(citizen_id: str) -> Attempt:
     return _begin(ENROLMENTS, citizen_id)
 
 
+def begin_staff(email: str) -> Attempt:
+    """Reserve a helpdesk sign-in attempt (password or code) for this officer's address."""
+    return _begin(STAFF, state.digest(email.lower()))
+
+
 def unlock(nik: str) -> None:
     """A password reset: the password's failures and lock are over (second factors' are not)."""
     key = state.digest(nik)
     PASSWORDS.failures.delete(key)
     PASSWORDS.waits.delete(key)
     PASSWORDS.locks.delete(key)
+
+
+def unlock_second_factors(citizen_id: str) -> None:
+    """A helpdesk unlock: the second factors' failures and lock are over too."""
+    for guard in (SECOND_FACTORS, ENROLMENTS):
+        guard.failures.delete(citizen_id)
+        guard.waits.delete(citizen_id)
+        guard.locks.delete(citizen_id)
 
 
 def ip_allowed(bucket: str = "login") -> bool:

@@ -6,7 +6,7 @@ import contextlib
 import uuid
 from typing import Any
 
-from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_babel import force_locale
 from flask_babel import gettext as _
 from flask_wtf import FlaskForm
@@ -15,7 +15,7 @@ from werkzeug.wrappers import Response
 
 from idp import audit, codes, outbox, state
 from idp import interaction as interactions
-from idp.auth import devices, lockout
+from idp.auth import devices, lockout, reset
 from idp.auth import session as sso
 from idp.auth.forms import ForgotPasswordForm, LoginForm, NewPasswordForm
 from idp.auth.mfa import factors
@@ -187,16 +187,7 @@ def forgot_password() -> Any:
         return render_template("auth/forgot.html", form=form), 400
     db = get_session()
     citizen = db.scalar(select(Citizen).where(Citizen.nik == nik.value))
-    if citizen is not None and (citizen.email_verified or citizen.phone_verified):
-        token = codes.issue_link(codes.PASSWORD_RESET, str(citizen.id))
-        link = current_app.config["IDP"].issuer + url_for("auth.reset_password", token=token)
-        with force_locale(citizen.locale):
-            outbox.notify_citizen(
-                db, citizen, _("SatuID: reset your password"),
-                _("Someone asked to reset the password of your SatuID account. To choose a new "
-                  "password, open this link within 15 minutes: %(link)s\nIf this was not you, "
-                  "ignore this message; your password has not changed.", link=link),
-            )
+    if citizen is not None and reset.send_reset_link(db, citizen):
         audit.append("password_reset_requested", citizen_id=citizen.id, actor="anonymous")
     else:
         # The same work as for an account, so the time taken does not tell whether the NIK has

@@ -43,6 +43,9 @@ def provider_metadata() -> dict[str, Any]:
         "verified_claims_supported": True,
         "trust_frameworks_supported": [verification.TRUST_FRAMEWORK],
         "evidence_supported": list(verification.EVIDENCE_TYPES),
+        "documents_supported": ["idcard"],              # the KTP-el, checked at a counter
+        "documents_methods_supported": ["pipp"],        # physical in-person proofing
+        "documents_check_methods_supported": ["vpip"],  # visual inspection, in person
         "claims_in_verified_claims_supported": list(VERIFIED_CLAIM_SCOPE),
         "request_parameter_supported": True,
         "request_object_signing_alg_values_supported": list(ASSERTION_ALGORITHMS),
