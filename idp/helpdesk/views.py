@@ -7,11 +7,13 @@ supervisors approve, auditors read cases and the audit log and change nothing.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
-from sqlalchemy import func, select
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response
 from wtforms.fields.choices import SelectChoice
 
@@ -32,10 +34,10 @@ from idp.helpdesk.forms import (
     StaffLoginForm,
 )
 from idp.helpdesk.staff import staff_required
+from idp.identity import contact as contacts
 from idp.identity import nik as nikmod
 from idp.identity import passwords
 from idp.models import AuditEvent, CaseAction, HelpdeskCase, StaffMember
-from idp.models.base import utcnow
 
 bp = Blueprint("helpdesk", __name__, url_prefix="/helpdesk")
 PAGE = 50
@@ -202,8 +204,8 @@ def _case_page(found: HelpdeskCase, status: int = 200, error: str | None = None,
     summary = None
     if citizen is not None:
         summary = {"name": citizen.full_name, "nik": nikmod.mask(citizen.nik),
-                   "email": _masked(citizen.email if citizen.email_verified else None),
-                   "phone": _masked(citizen.phone if citizen.phone_verified else None),
+                   "email": contacts.mask(citizen.email) if citizen.email_verified else "—",
+                   "phone": contacts.mask(citizen.phone) if citizen.phone_verified else "—",
                    "enrolment": factors.enrolment(db, citizen),
                    "locked": lockout.check(citizen.nik).locked_for > 0
                    or lockout.check_second_factor(str(citizen.id)).locked_for > 0,
@@ -219,15 +221,6 @@ def _case_page(found: HelpdeskCase, status: int = 200, error: str | None = None,
         evidence_form=evidence_form or EvidenceForm(formdata=None), action_form=action_form,
         close_form=CloseForm(formdata=None), established=cases.identity_established(found),
         facts=list(cases.FACTS)), status
-
-
-def _masked(address: str | None) -> str:
-    if not address:
-        return "—"
-    if "@" in address:
-        name, domain = address.split("@", 1)
-        return name[:2] + "***@" + domain
-    return "*" * max(0, len(address) - 3) + address[-3:]
 
 
 def _refused(found: HelpdeskCase, e: cases.CaseRefused, **forms: Any) -> Any:
@@ -296,20 +289,19 @@ def _action(action_id: str) -> tuple[CaseAction, HelpdeskCase]:
 @bp.post("/actions/<action_id>/approve")
 @staff_required("supervisor")
 def approve(action_id: str) -> Any:
-    action, found = _action(action_id)
-    try:
-        cases.approve(get_session(), _me(), action)
-    except cases.CaseRefused as e:
-        return _refused(found, e)
-    return redirect(url_for("helpdesk.case", reference=found.reference))
+    return _decide(action_id, cases.approve)
 
 
 @bp.post("/actions/<action_id>/reject")
 @staff_required("supervisor")
 def reject(action_id: str) -> Any:
+    return _decide(action_id, cases.reject)
+
+
+def _decide(action_id: str, decision: Callable[[Session, StaffMember, CaseAction], None]) -> Any:
     action, found = _action(action_id)
     try:
-        cases.reject(get_session(), _me(), action)
+        decision(get_session(), _me(), action)
     except cases.CaseRefused as e:
         return _refused(found, e)
     return redirect(url_for("helpdesk.case", reference=found.reference))
@@ -334,15 +326,7 @@ def close(reference: str) -> Any:
 @bp.get("/audit")
 @staff_required("auditor", "supervisor")
 def audit_log() -> str:
-    db = get_session()
-    before = request.args.get("before", type=int)
-    stmt = select(AuditEvent).order_by(AuditEvent.id.desc()).limit(PAGE)
-    if before:
-        stmt = stmt.where(AuditEvent.id < before)
-    rows = db.scalars(stmt).all()
-    total = db.scalar(select(func.count()).select_from(AuditEvent)) or 0
-    return render_template("helpdesk/audit.html", rows=rows, total=total, result=None,
-                           form=CloseForm(formdata=None))
+    return _audit_page(request.args.get("before", type=int))
 
 
 @bp.post("/audit/verify")
@@ -350,6 +334,12 @@ def audit_log() -> str:
 def audit_verify() -> str:
     result = audit.verify(get_engine())
     audit.append("audit_verified", actor=f"staff:{_me().id}", ok=result.ok, checked=result.checked)
-    rows = get_session().scalars(select(AuditEvent).order_by(AuditEvent.id.desc()).limit(PAGE)).all()
-    return render_template("helpdesk/audit.html", rows=rows, total=result.checked, result=result,
-                           verified_at=utcnow(), form=CloseForm(formdata=None))
+    return _audit_page(None, result)
+
+
+def _audit_page(before: int | None, result: audit.VerifyResult | None = None) -> str:
+    stmt = select(AuditEvent).order_by(AuditEvent.id.desc()).limit(PAGE)
+    if before:
+        stmt = stmt.where(AuditEvent.id < before)
+    return render_template("helpdesk/audit.html", rows=get_session().scalars(stmt).all(),
+                           result=result)

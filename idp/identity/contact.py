@@ -42,3 +42,13 @@ def normalise_phone(raw: str) -> str:
         raise InvalidContact("phone")
     return "+62" + digits
 
+
+
+def mask(address: str | None) -> str:
+    """Enough of an address for its owner to recognise it, and not for anyone else to use it."""
+    if not address:
+        return ""
+    if "@" in address:
+        name, domain = address.split("@", 1)
+        return name[:2] + "***@" + domain
+    return "*" * max(0, len(address) - 3) + address[-3:]
