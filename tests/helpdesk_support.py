@@ -31,6 +31,7 @@ class Officer:
         self.email = f"{role}{next(_serial)}@helpdesk.satuid.go.id"
         self.password = "meja bundar kantor pusat"
         self.client: FlaskClient = app.test_client()
+        self.client.get("/helpdesk/login?lang=en")  # the pages remember the language; tests read English
         result = app.test_cli_runner().invoke(args=[
             "staff", "create", "--name", f"Petugas {role}", "--email", self.email,
             "--nik", nik or officer_nik(), "--role", role])
