@@ -1,7 +1,8 @@
 """One-time codes and links: the one place that issues, hashes, counts and expires them.
 
-Used by registration (a code to the new contact), the code second factor (a code to the verified
-phone or email) and the password reset (a link). A code is six digits; only its HMAC is stored, keyed
+Used by registration (a code to the new contact), a phone added later (a code to it), the SMS second
+factor (a code to the verified phone) and the password reset (a link). An email code is never a
+second factor: it only proves an address. A code is six digits; only its HMAC is stored, keyed
 by what it is for (``Purpose``) and whom (``subject``: a registration, a citizen). It is good for one
 successful use: each check takes it from the store, so two racing guesses get one look, and a wrong
 guess puts it back with one try fewer until none are left. Sends are rate-limited per subject, per
@@ -35,7 +36,7 @@ class Purpose:
     """What a code is for, and its limits."""
 
     name: str                       # part of the code's key: one live code per (purpose, subject)
-    group: str                      # send counters shared by related purposes (SMS and email factor)
+    group: str                      # send counters shared by related purposes
     ttl: int                        # seconds the code stays valid
     attempts: int                   # wrong tries before the code is void
     sends_per_subject: int          # per hour
@@ -53,8 +54,8 @@ REGISTRATION = Purpose("register", "register", ttl=10 * 60, attempts=5, sends_pe
                        sends_per_recipient=5)
 SECOND_FACTOR_SMS = Purpose("mfa-sms", "mfa", ttl=5 * 60, attempts=5, sends_per_subject=5,
                             sends_per_network=20)
-SECOND_FACTOR_EMAIL = Purpose("mfa-email", "mfa", ttl=5 * 60, attempts=5, sends_per_subject=5,
-                              sends_per_network=20)
+PHONE_VERIFICATION = Purpose("phone", "phone", ttl=10 * 60, attempts=5, sends_per_subject=4,
+                             sends_per_recipient=5, sends_per_network=20)
 PASSWORD_RESET = LinkPurpose("password-reset", ttl=15 * 60)
 
 

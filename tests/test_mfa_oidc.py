@@ -13,7 +13,7 @@ from flask.testing import FlaskClient
 
 from tests.conftest import AuthActions, Factory, csrf_token
 from tests.oidc_rp import Portal, query, register_portal
-from tests.test_mfa_support import code_at, enrol_totp, submit_code
+from tests.test_mfa_support import code_at, enrol_totp, sso_of, submit_code
 
 LEVEL2 = "urn:satuid:loa:2"
 
@@ -77,20 +77,21 @@ def test_cancelled_step_up_reaches_the_portal_as_unmet_authentication_requiremen
     portal = _portal(app, client, minimum_loa=2, accepted_factors=["totp", "passkey"])
     step_up = _to_step_up(portal, citizen)
     page = client.get(step_up + "&lang=en").get_data(as_text=True)
-    assert "Add a way to confirm it is you" in page  # only an email, which this portal refuses
+    assert "Add a way to confirm it is you" in page  # only an email, which is no second factor
     r = client.post(f"/login/step-up/cancel?interaction={query(step_up)['interaction']}",
                     data={"csrf_token": csrf_token(page)})
     callback = portal.follow(r)
     assert query(callback)["error"] == "unmet_authentication_requirements"
 
 
-def test_a_portal_accepting_only_authenticators_is_not_satisfied_by_an_earlier_email_code(
+def test_a_portal_refusing_sms_is_not_satisfied_by_an_earlier_sms_code(
         app: Flask, client: FlaskClient, auth: AuthActions, factory: Factory) -> None:
-    """Level 2 reached with an email code (for another portal, or to add an authenticator) does not
+    """Level 2 reached with an SMS code (for another portal, or to add an authenticator) does not
     count for a portal that registered that it accepts only TOTP or passkeys."""
-    citizen = factory.citizen()
+    citizen = factory.citizen(phone="+6281234567811", phone_verified=True)
     auth.login(citizen.nik, citizen.password)
-    secret = enrol_totp(app, client, citizen)  # proves the email first: the session is at level 2
+    secret = enrol_totp(app, client, citizen)  # proves the phone first: the session is at level 2
+    assert sso_of(app, client).acr == 2
     strict = _portal(app, client, minimum_loa=2, accepted_factors=["totp", "passkey"])
     response = client.get(strict.authorize_url("openid", prompt="none"))
     assert query(response.headers["Location"])["error"] == "interaction_required"
@@ -99,4 +100,4 @@ def test_a_portal_accepting_only_authenticators_is_not_satisfied_by_an_earlier_e
     done = submit_code(client, f"interaction={uid}", "totp", code_at(secret))
     params = query(strict.follow(done))
     claims = _claims(strict.token(params["code"]).get_json()["id_token"])
-    assert claims["acr"] == LEVEL2 and {"otp", "mca"} <= set(claims["amr"])
+    assert claims["acr"] == LEVEL2 and {"otp", "sms"} <= set(claims["amr"])

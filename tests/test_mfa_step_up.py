@@ -16,7 +16,7 @@ from tests.test_mfa_support import (
     code_at,
     enrol_totp,
     pending_authorization,
-    prove_by_email,
+    prove_by_sms,
     relogin,
     sso_of,
     step_up_form,
@@ -26,7 +26,7 @@ from tests.test_mfa_support import (
 
 def test_step_up_from_level_one_session_asks_only_for_the_second_factor(
         app: Flask, client: FlaskClient, auth: AuthActions, factory: Factory) -> None:
-    citizen = factory.citizen()
+    citizen = factory.citizen(phone="+6281234567801", phone_verified=True)
     auth.login(citizen.nik, citizen.password)
     secret = enrol_totp(app, client, citizen)
     relogin(auth, citizen)
@@ -38,7 +38,7 @@ def test_step_up_from_level_one_session_asks_only_for_the_second_factor(
     assert "Portal Pajak" in html
     assert 'name="password"' not in html and 'name="nik"' not in html
     assert 'name="factor" type="hidden" value="totp"' in html  # strongest enrolled first
-    assert "factor=email" in html  # with a way to pick another
+    assert "factor=sms" in html  # with a way to pick another
 
     r = submit_code(client, f"interaction={interaction.uid}", "totp", code_at(secret))
     assert r.status_code == 302 and r.headers["Location"] == interaction.resume
@@ -79,16 +79,35 @@ def test_citizen_without_a_suitable_factor_is_told_how_to_add_one_and_may_cancel
     assert sso_of(app, client).acr == 1
 
 
-def test_code_by_email_is_not_offered_to_a_portal_that_accepts_only_authenticators(
+def test_a_code_by_email_is_never_a_second_factor(
         app: Flask, client: FlaskClient, auth: AuthActions, factory: Factory) -> None:
-    citizen = factory.citizen()
+    """NIST SP 800-63B: the mailbox that resets the password proves nothing more than it."""
+    citizen = factory.citizen()  # a verified email and nothing else
     auth.login(citizen.nik, citizen.password)
-    interaction = pending_authorization(app, allowed_factors=["totp"])
+    interaction = pending_authorization(app)  # any factor accepted
     html = step_up_form(client, f"interaction={interaction.uid}&factor=email&lang=en")
     assert "Add a way to confirm it is you" in html and 'value="email"' not in html
     r = submit_code(client, f"interaction={interaction.uid}", "email", "123456")
     assert r.status_code == 400
+    sent = client.post("/login/step-up/send", data={"csrf_token": csrf_token(html),
+                                                    "factor": "email",
+                                                    "interaction": interaction.uid})
+    assert sent.status_code == 400 and outbox_messages(app, citizen.email) == []
     assert sso_of(app, client).acr == 1
+
+
+def test_a_portal_refusing_sms_is_not_offered_sms(
+        app: Flask, client: FlaskClient, auth: AuthActions, factory: Factory) -> None:
+    """SMS is a "restricted" authenticator (SP 800-63B §5.1.3.3): level 2, unless a portal's
+    accepted factors leave it out."""
+    citizen = factory.citizen(phone="+6281234567802", phone_verified=True)
+    auth.login(citizen.nik, citizen.password)
+    anything = pending_authorization(app)
+    assert 'name="factor" type="hidden" value="sms"' in step_up_form(
+        client, f"interaction={anything.uid}&lang=en")
+    strict = pending_authorization(app, allowed_factors=["totp", "passkey"])
+    html = step_up_form(client, f"interaction={strict.uid}&factor=sms&lang=en")
+    assert "Add a way to confirm it is you" in html and 'value="sms"' not in html
 
 
 def test_level_three_needs_a_passkey_even_for_an_identity_checked_in_person(
@@ -170,7 +189,7 @@ def test_removing_the_last_factor_warns_about_portals_that_require_one(
 
 def test_step_up_page_speaks_indonesian_by_default(
         app: Flask, client: FlaskClient, auth: AuthActions, factory: Factory) -> None:
-    citizen = factory.citizen()
+    citizen = factory.citizen(phone="+6281234567804", phone_verified=True)
     auth.login(citizen.nik, citizen.password)
     html = step_up_form(client, f"interaction={pending_authorization(app).uid}")
     assert '<html lang="id">' in html
@@ -208,7 +227,8 @@ def _passkey_names(app: Flask, citizen_id) -> list[str]:
 
 def test_passkeys_are_renamed_and_removed_only_by_their_owner(
         app: Flask, client: FlaskClient, auth: AuthActions, factory: Factory) -> None:
-    citizen, other = factory.citizen(), factory.citizen()
+    citizen = factory.citizen(phone="+6281234567803", phone_verified=True)
+    other = factory.citizen()
     mine = _add_passkey_row(app, citizen.id)
     theirs = _add_passkey_row(app, other.id, "Milik orang lain")
     auth.login(citizen.nik, citizen.password)
@@ -233,7 +253,7 @@ def test_passkeys_are_renamed_and_removed_only_by_their_owner(
     r = client.post(f"/account/security/passkeys/{mine}/remove", data={"csrf_token": token})
     assert r.status_code == 302 and r.headers["Location"].startswith("/login/step-up")
     assert _passkey_names(app, citizen.id) == ["Laptop kantor"]
-    assert prove_by_email(app, client, citizen, "/account/security").status_code == 302
+    assert prove_by_sms(app, client, citizen, "/account/security").status_code == 302
     token = csrf_token(client.get("/account/security").get_data(as_text=True))
     r = client.post(f"/account/security/passkeys/{mine}/remove", data={"csrf_token": token})
     assert r.status_code == 302 and r.headers["Location"] == "/account/security"
@@ -248,11 +268,8 @@ def test_a_new_passkey_is_named_by_the_masked_nik_not_the_whole_nik(
     masked NIK, as the authenticator app's label is, never the whole number."""
     import json
 
-    from tests.test_mfa_support import prove_by_email
-
     citizen = factory.citizen()
-    auth.login(citizen.nik, citizen.password)
-    prove_by_email(app, client, citizen, "/account/security")
+    auth.login(citizen.nik, citizen.password)  # no usable factor yet: the passkey would wait
     html = client.get("/account/security").get_data(as_text=True)
     options = client.post("/account/security/passkeys/options",
                           headers={"X-CSRFToken": csrf_token(html)})

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import time
+import uuid
 from typing import Any
 
 import pyotp
@@ -45,31 +46,43 @@ def relogin(auth: AuthActions, citizen: Any) -> None:
     auth.login(citizen.nik, citizen.password)
 
 
-def prove_by_email(app: Flask, client: FlaskClient, citizen: Any, next_path: str) -> Any:
-    """Step up with a code sent to the citizen's verified email, as the security pages ask before
-    any authenticator is added; returns the response to the code."""
+def prove_by_sms(app: Flask, client: FlaskClient, citizen: Any, next_path: str) -> Any:
+    """Step up with a code sent by SMS to the citizen's verified phone; returns the response to
+    the code."""
     from urllib.parse import urlencode
 
     from tests.conftest import outbox_messages
 
     query = urlencode({"next": next_path})
-    html = step_up_form(client, f"{query}&factor=email")
+    html = step_up_form(client, f"{query}&factor=sms")
     sent = client.post("/login/step-up/send", data={"csrf_token": csrf_token(html),
-                                                    "factor": "email", "next": next_path})
+                                                    "factor": "sms", "next": next_path})
     assert sent.status_code == 302, sent.status_code
-    code = re.search(r"\b(\d{6})\b", outbox_messages(app, citizen.email)[0])
+    code = re.search(r"\b(\d{6})\b", outbox_messages(app, citizen.phone)[0])
     assert code, "no code in the newest message"
-    return submit_code(client, query, "email", code.group(1))
+    return submit_code(client, query, "sms", code.group(1))
 
 
-def enrol_totp(app: Flask, client: FlaskClient, citizen: Any) -> str:
+def past_the_wait(app: Flask, citizen_id: Any) -> None:
+    """Let the citizen's factors in their waiting period count now, as a counter would."""
+    with app.app_context():
+        from idp.auth.mfa import waiting
+        from idp.db import get_session
+
+        waiting.clear_at_counter(get_session(), citizen_id, uuid.uuid4())
+        get_session().commit()
+
+
+def enrol_totp(app: Flask, client: FlaskClient, citizen: Any, wait: bool = False) -> str:
     """Set up an authenticator app from the account page (already logged in); returns the secret.
 
-    Adding one needs a fresh second factor, so a session without one first proves the verified
-    email. The first code confirmed is the previous step's, leaving the current step's code unused
-    for the test itself (a code is accepted once)."""
-    if client.get("/account/security/totp").status_code == 302:
-        assert prove_by_email(app, client, citizen, "/account/security").status_code == 302
+    A citizen with a usable factor proves it first (by SMS). A first authenticator added with the
+    password alone waits a day before it counts; unless
+    ``wait``, the helper lets it count at once (``past_the_wait``), so a test can use it. The first
+    code confirmed is the previous step's, leaving the current step's code unused for the test
+    itself (a code is accepted once)."""
+    if client.get("/account/security/totp").status_code == 302:  # a usable factor: prove it now
+        assert prove_by_sms(app, client, citizen, "/account/security").status_code == 302
     away_from_step_edge()
     page = client.get("/account/security/totp")
     assert page.status_code == 200, page.status_code
@@ -80,6 +93,8 @@ def enrol_totp(app: Flask, client: FlaskClient, citizen: Any) -> str:
     r = client.post("/account/security/totp",
                     data={"csrf_token": csrf_token(html), "code": code_at(secret, -1)})
     assert r.status_code == 302, r.get_data(as_text=True)
+    if not wait:
+        past_the_wait(app, citizen.id)
     return secret
 
 

@@ -16,7 +16,6 @@ from tests.test_mfa_support import (
     code_at,
     enrol_totp,
     pending_authorization,
-    prove_by_email,
     relogin,
     sso_of,
     submit_code,
@@ -37,11 +36,7 @@ def test_totp_enrolment_counts_only_after_a_first_valid_code(
         app: Flask, client: FlaskClient, auth: AuthActions, factory: Factory) -> None:
     citizen = factory.citizen()
     auth.login(citizen.nik, citizen.password)
-    # A password alone cannot add an authenticator, not even the first: the verified email first.
-    refused = client.get("/account/security/totp")
-    assert refused.status_code == 302 and refused.headers["Location"].startswith("/login/step-up")
-    assert _authenticator(app, citizen.id) is None
-    assert prove_by_email(app, client, citizen, "/account/security/totp").status_code == 302
+    # The first authenticator needs only the password; it then waits (test_mfa_waiting.py).
     page = client.get("/account/security/totp")
     html = page.get_data(as_text=True)
     assert 'src="data:image/svg+xml' in html  # QR code rendered here, as SVG

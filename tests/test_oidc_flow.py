@@ -115,7 +115,7 @@ def test_acr_above_the_session_level_steps_up_with_a_second_factor(app, client, 
 
     from tests.conftest import csrf_token, outbox_messages
 
-    citizen = factory.citizen()
+    citizen = factory.citizen(phone="+6281234567821", phone_verified=True)
     portal = _portal(app, client)
     portal.sign_in(citizen.nik, citizen.password)
     result = query(client.get(portal.authorize_url(prompt="none", acr_values="urn:satuid:loa:2"))
@@ -126,14 +126,14 @@ def test_acr_above_the_session_level_steps_up_with_a_second_factor(app, client, 
     uid = query(location)["interaction"]
     page = client.get(location).get_data(as_text=True)
     client.post("/login/step-up/send", data={"csrf_token": csrf_token(page), "interaction": uid,
-                                             "factor": "email"})
-    code = re.search(r"\b(\d{6})\b", outbox_messages(app, citizen.email)[0]).group(1)
+                                             "factor": "sms"})
+    code = re.search(r"\b(\d{6})\b", outbox_messages(app, citizen.phone)[0]).group(1)
     response = client.post("/login/step-up", data={"csrf_token": csrf_token(page), "interaction": uid,
-                                                   "factor": "email", "code": code})
+                                                   "factor": "sms", "code": code})
     result = query(portal.follow(response))
     body = portal.token(result["code"]).get_json()
     claims = _verify(client, body["id_token"], portal.client_id)
-    assert claims["acr"] == "urn:satuid:loa:2" and "mca" in claims["amr"]
+    assert claims["acr"] == "urn:satuid:loa:2" and {"sms", "mfa"} <= set(claims["amr"])
 
 
 def test_step_up_aborted_returns_unmet_authentication_requirements(app, client, factory) -> None:

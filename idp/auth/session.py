@@ -18,6 +18,7 @@ from blinker import Namespace
 from flask import Flask, Response, current_app, g, request
 
 from idp import db, revocation, state
+from idp.auth.loa import EMAIL_CODE_AMR, without_email_code
 from idp.config import Settings
 from idp.models.base import secret_digest
 from idp.state import SessionRef, SsoSession
@@ -134,6 +135,9 @@ def load(secret: str | None) -> SsoSession | None:
     if sso is None:
         return None
     sso.key = key
+    if EMAIL_CODE_AMR in sso.amr:
+        _without_email_code(sso)
+        _save(sso)
     s = _settings()
     now = int(time.time())
     if now - sso.last_seen > s.session_idle_seconds or now - sso.created_at > s.session_absolute_seconds:
@@ -149,6 +153,13 @@ def load(secret: str | None) -> SsoSession | None:
         sso.last_seen = now
         _save(sso)
     return sso
+
+
+def _without_email_code(sso: SsoSession) -> None:
+    """A session from the release that counted an email code as a second factor keeps only what
+    still counts, at the level that reaches (``loa.without_email_code``)."""
+    sso.amr, sso.acr = without_email_code(sso.amr, sso.acr)
+    sso.factor_times.pop(EMAIL_CODE_AMR, None)
 
 
 def add_client(sso: SsoSession, client_id: str) -> None:
@@ -189,6 +200,7 @@ def by_sid(sid: str) -> SsoSession | None:
     sso = state.sessions.get(ref.key)
     if sso is not None:
         sso.key = ref.key
+        _without_email_code(sso)
     return sso
 
 

@@ -137,6 +137,8 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         if issued.client_id != client.client_id:  # a code issued before its owner was recorded
             audit.append("code_wrong_client", client_id=client.client_id, grant_id=issued.grant_id)
             return None
+        # A code issued just before this release may carry an email code as a factor.
+        issued.amr, issued.acr = loa.without_email_code(issued.amr, issued.acr)
         return AuthorizationCode(dataclasses.asdict(issued))
 
     def delete_authorization_code(self, authorization_code: AuthorizationCode) -> None:

@@ -15,6 +15,7 @@ from authlib.oauth2.rfc9207 import IssuerParameter
 from flask import Flask, current_app
 from flask import request as flask_request
 
+from idp.auth import loa
 from idp.db import get_session
 from idp.models import Client
 from idp.oidc import clients, grants, logout, tokens
@@ -73,8 +74,10 @@ class SatuIDServer(AuthorizationServer):
             context = dict(request.authorization_code)
         else:
             row = request.refresh_token.row
+            # A grant from when an email code counted as a second factor keeps only what counts.
+            amr, acr = loa.without_email_code(list(row.amr), row.acr)
             context = {"grant_id": row.grant_id, "claims_request": row.claims_request,
-                       "auth_time": row.auth_time, "acr": row.acr, "amr": row.amr, "sid": row.sid,
+                       "auth_time": row.auth_time, "acr": acr, "amr": amr, "sid": row.sid,
                        # Never wider than what the portal is still registered for.
                        "refresh_scope": request.client.get_allowed_scope(
                            request.refresh_token.get_scope())}

@@ -1,79 +1,115 @@
 """Which second factors a citizen can use, strongest first, and what each one proves.
 
-Mapping to RFC 8176 ``amr`` values (§2), every second factor also adds ``mfa``:
+Levels (``idp.auth.loa``) say how the citizen authenticated and nothing else (NIST SP 800-63B
+§4): every factor below adds ``mfa`` to the RFC 8176 ``amr`` (§2) and brings the session to level 2,
+a passkey with user verification to level 3.
 
-==========  =====================  ==============================================================
-factor      amr                    why
-==========  =====================  ==============================================================
-passkey     ``hwk`` or ``swk``,    proof of possession of a key; ``hwk`` when the credential is
-            ``user``               bound to one authenticator, ``swk`` when it is synced between
-                                   devices (WebAuthn backup state). User verification is required,
-                                   and which gesture (PIN, fingerprint) is not knowable: ``user``.
-totp        ``otp``                a one-time password from an authenticator app.
-sms         ``sms``                a code sent by SMS to the registered, verified number.
-email       ``mca``                a code over a second channel (email) besides the browser.
-recovery    ``kba``                a pre-registered secret the citizen keeps on paper; distinct from
-                                   ``otp`` so a portal that accepts only an authenticator can tell.
-==========  =====================  ==============================================================
+==========  =====================  =====  ========================================================
+factor      amr                    level  why
+==========  =====================  =====  ========================================================
+passkey     ``hwk`` or ``swk``,    3      proof of possession of a key, phishing-resistant;
+            ``user``                      ``hwk`` when bound to one authenticator, ``swk`` when
+                                          synced (WebAuthn backup state). User verification is
+                                          required; which gesture (PIN, fingerprint) is not
+                                          knowable: ``user``.
+totp        ``otp``                2      a one-time password from an authenticator app.
+sms         ``sms``                2      a code by SMS to the verified number: a "restricted"
+                                          authenticator (SP 800-63B §5.1.3.3), so a portal may
+                                          refuse it (``accepted_factors`` without ``sms``).
+recovery    ``kba``                2      a pre-registered secret the citizen keeps on paper;
+                                          distinct from ``otp`` so a portal that accepts only an
+                                          authenticator can tell.
+==========  =====================  =====  ========================================================
 
-Levels (``idp.auth.loa``) say how the citizen authenticated and nothing else (NIST SP 800-63B): a
-passkey with user verification, phishing-resistant, is level 3; every other second factor is level
-2. Whether the identity was once checked in person is a fact about the identity, released as
-``verified_claims`` (``idp.identity.verification``); no authenticator inherits a level from it.
+A code sent by email is not a second factor: whoever knows the password may well read the mailbox
+it resets. Email codes verify addresses and reset passwords, nothing else. Sessions of the previous
+release that counted one (``mca``) lose it when read (``without_email_code``).
+
+A factor added with no usable second factor proved behind it waits (``idp.auth.mfa.waiting``)
+before it counts; until then it is not usable here. Whether the identity was once checked in
+person is a fact about the identity, released as ``verified_claims``
+(``idp.identity.verification``); no authenticator inherits a level from it.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from idp.auth.loa import FACTOR_AMR, factor_of_amr, level_for
+from idp.auth.mfa import waiting
 from idp.models import Citizen
 from idp.models.mfa import Passkey, RecoveryCode, TotpAuthenticator
 
 #: Strongest first (the order the step-up page offers them in).
-FACTORS = ("passkey", "totp", "sms", "email", "recovery")
-FACTOR_AMR = {"totp": "otp", "sms": "sms", "email": "mca", "recovery": "kba"}
-PASSKEY_AMR = ("hwk", "swk")
+FACTORS = ("passkey", "totp", "sms", "recovery")
 #: A second factor proved this recently counts as fresh for changing factors (removal, new factor).
 FRESH_SECONDS = 10 * 60
 
 
 @dataclass(frozen=True)
 class Enrolment:
-    """What a citizen has set up."""
+    """What a citizen has set up, and which of it is still in its waiting period."""
 
     totp: bool
     passkeys: int
     recovery_codes_left: int
     email: bool
     phone: bool
+    #: "totp", "sms" or "passkey:<id>" -> when it becomes usable (``idp.auth.mfa.waiting``)
+    waiting: dict[str, dt.datetime] = field(default_factory=dict)
+
+    @property
+    def totp_usable(self) -> bool:
+        return self.totp and "totp" not in self.waiting
+
+    @property
+    def passkeys_usable(self) -> int:
+        return self.passkeys - sum(1 for key in self.waiting if key.startswith("passkey:"))
+
+    @property
+    def phone_usable(self) -> bool:
+        return self.phone and "sms" not in self.waiting
 
     @property
     def has_authenticator(self) -> bool:
-        """A factor the citizen added on purpose (recovery codes and contact channels do not count)."""
-        return self.totp or self.passkeys > 0
+        """A usable factor the citizen added on purpose (recovery codes do not count)."""
+        return self.totp_usable or self.passkeys_usable > 0
+
+    def usable(self) -> dict[str, bool]:
+        """Each factor: can it be used now? Recovery codes back up another factor and count only
+        while one is usable, so codes made when an email code sufficed never stand alone."""
+        backed = self.has_authenticator or self.phone_usable
+        return {"passkey": self.passkeys_usable > 0, "totp": self.totp_usable,
+                "sms": self.phone_usable, "recovery": backed and self.recovery_codes_left > 0}
 
 
 def enrolment(session: Session, citizen: Citizen) -> Enrolment:
     totp = session.scalar(select(TotpAuthenticator.confirmed_at).where(
         TotpAuthenticator.citizen_id == citizen.id)) is not None
-    passkeys = session.scalar(select(func.count()).select_from(Passkey).where(
-        Passkey.citizen_id == citizen.id)) or 0
+    passkey_ids = {str(pid) for pid in session.scalars(select(Passkey.id).where(
+        Passkey.citizen_id == citizen.id))}
     codes = session.scalar(select(func.count()).select_from(RecoveryCode).where(
         RecoveryCode.citizen_id == citizen.id, RecoveryCode.used_at.is_(None))) or 0
-    return Enrolment(totp=totp, passkeys=passkeys, recovery_codes_left=codes,
+    waits = {}
+    for row in waiting.active(session, citizen.id):
+        key = f"passkey:{row.factor_ref}" if row.factor == "passkey" else row.factor
+        if row.factor != "passkey" or row.factor_ref in passkey_ids:
+            waits[key] = row.usable_from
+    return Enrolment(totp=totp, passkeys=len(passkey_ids), recovery_codes_left=codes,
                      email=bool(citizen.email and citizen.email_verified),
-                     phone=bool(citizen.phone and citizen.phone_verified))
+                     phone=bool(citizen.phone and citizen.phone_verified), waiting=waits)
 
 
-def level_for(citizen: Citizen, factor: str, user_verified: bool = False) -> int:
-    """The level of assurance a session reaches with password plus this factor."""
-    if factor == "passkey" and user_verified:
-        return 3
-    return 2
+def usable_passkeys(session: Session, citizen: Citizen) -> list[Passkey]:
+    """The citizen's passkeys that are past their waiting period (or never had one)."""
+    waits = {row.factor_ref for row in waiting.active(session, citizen.id) if row.factor == "passkey"}
+    return [p for p in session.scalars(select(Passkey).where(Passkey.citizen_id == citizen.id)
+                                       .order_by(Passkey.created_at)) if str(p.id) not in waits]
 
 
 def amr_for(factor: str, device_type: str = "single_device") -> list[str]:
@@ -88,31 +124,10 @@ def usable(session: Session, citizen: Citizen, required_level: int = 2,
 
     ``allowed`` is the portal's restriction (empty or None: any factor).
     """
-    e = enrolment(session, citizen)
-    # A code to the verified phone or email is the fallback for citizens without an authenticator.
-    have = {"passkey": e.passkeys > 0, "totp": e.totp, "sms": e.phone, "email": e.email,
-            "recovery": e.recovery_codes_left > 0}
+    have = enrolment(session, citizen).usable()
     return [f for f in FACTORS
             if have[f] and (not allowed or f in allowed)
-            and level_for(citizen, f, user_verified=True) >= required_level]
-
-
-def factor_of_amr(amr: str) -> str | None:
-    if amr in PASSKEY_AMR:
-        return "passkey"
-    return next((f for f, value in FACTOR_AMR.items() if value == amr), None)
-
-
-def level_reached(citizen: Citizen, amr: list[str], allowed: list[str] | None = None) -> int:
-    """The level a session with these ``amr`` values reaches counting only the ``allowed`` factors.
-
-    A portal that accepts only an authenticator for level 2 must not be given level 2 on the
-    strength of an email code proved earlier for another portal.
-    """
-    proved = {f for value in amr if (f := factor_of_amr(value)) is not None}
-    levels = [level_for(citizen, f, user_verified="user" in amr)
-              for f in proved if not allowed or f in allowed]
-    return max([1, *levels])
+            and level_for(f, user_verified=True) >= required_level]
 
 
 def last_second_factor(factor_times: dict[str, int], allowed: list[str] | None = None) -> int | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
-from wtforms import HiddenField, StringField
+from wtforms import HiddenField, StringField, TelField
 from wtforms.validators import DataRequired, Length
 
 
@@ -40,3 +40,18 @@ class ConfirmForm(FlaskForm):
     """A button that changes something; ``confirm`` is set once the citizen saw a warning."""
 
     confirm = HiddenField()
+
+
+class PhoneForm(FlaskForm):
+    phone = TelField(_l("Mobile phone number"),
+                     validators=[DataRequired(message=_l("Enter your mobile phone number.")),
+                                 Length(max=32)], render_kw={"inputmode": "tel"})
+
+
+class PhoneCodeForm(FlaskForm):
+    """The code sent to the number; the number travels back with it and must be where it went."""
+
+    phone = HiddenField()
+    code = StringField(_l("6-digit code"),
+                       validators=[DataRequired(message=_l("Enter the code.")), Length(max=16)],
+                       render_kw={"inputmode": "numeric"})

@@ -128,13 +128,15 @@ def register(session: Session, citizen: Citizen, ceremony: str, credential: dict
     return passkey
 
 
-def authentication_options(session: Session, citizen: Citizen, ceremony: str) -> str:
-    """Options for ``navigator.credentials.get`` limited to this citizen's passkeys."""
+def authentication_options(session: Session, citizen: Citizen, ceremony: str,
+                           allowed: list[Passkey] | None = None) -> str:
+    """Options for ``navigator.credentials.get`` limited to this citizen's passkeys (``allowed``:
+    only those)."""
     rp_id, _origin = _settings()
     options = generate_authentication_options(
         rp_id=rp_id,
         timeout=TIMEOUT_MS,
-        allow_credentials=_descriptors(passkeys_of(session, citizen)),
+        allow_credentials=_descriptors(passkeys_of(session, citizen) if allowed is None else allowed),
         user_verification=UserVerificationRequirement.REQUIRED,
     )
     state.passkey_assertions.put(

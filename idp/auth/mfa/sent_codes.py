@@ -1,4 +1,8 @@
-"""Six-digit codes sent to the citizen's verified phone or email: the fallback second factor.
+"""Six-digit codes sent by SMS to the citizen's verified phone: the fallback second factor.
+
+NIST SP 800-63B §5.1.3.3 calls this a "restricted" authenticator (SIM swaps, SS7): it gives level 2,
+and a portal may refuse it (``accepted_factors`` without ``sms``). Email is no channel here: a code
+to the mailbox that resets the password proves nothing more than the password.
 
 Issuing, hashing, expiry and limits are the one-time code service's (``idp.codes``); this module
 knows only where a citizen's codes go and what the message says. Wrong codes also count toward the
@@ -15,8 +19,8 @@ from idp import codes, outbox
 from idp.models import Citizen
 
 #: factor name -> the code purpose, and the outbox channel it is sent on
-PURPOSES = {"sms": codes.SECOND_FACTOR_SMS, "email": codes.SECOND_FACTOR_EMAIL}
-CHANNELS = {"sms": "sms", "email": "email"}
+PURPOSES = {"sms": codes.SECOND_FACTOR_SMS}
+CHANNELS = {"sms": "sms"}
 
 
 class SendRefused(Exception):
@@ -30,8 +34,6 @@ class SendRefused(Exception):
 def recipient(citizen: Citizen, channel: str) -> str | None:
     if channel == "sms" and citizen.phone and citizen.phone_verified:
         return citizen.phone
-    if channel == "email" and citizen.email and citizen.email_verified:
-        return citizen.email
     return None
 
 

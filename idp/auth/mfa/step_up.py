@@ -11,18 +11,18 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, abort, jsonify, redirect, render_template, request, url_for
-from flask_babel import force_locale
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from werkzeug.wrappers import Response
 
-from idp import audit, outbox
+from idp import audit
 from idp import interaction as interactions
-from idp.auth import lockout
+from idp.auth import loa, lockout
 from idp.auth import session as sso
 from idp.auth.current import current_citizen
 from idp.auth.mfa import factors, passkeys, recovery, sent_codes, totp
 from idp.auth.mfa.forms import CodeForm, ConfirmForm, SendCodeForm
+from idp.auth.mfa.notices import notify
 from idp.auth.views import notify_lockout
 from idp.db import get_session
 from idp.models import Citizen
@@ -34,7 +34,6 @@ FACTOR_LABELS = {
     "passkey": _l("Passkey"),
     "totp": _l("Authenticator app"),
     "sms": _l("Code by SMS"),
-    "email": _l("Code by email"),
     "recovery": _l("Recovery code"),
 }
 
@@ -42,12 +41,6 @@ FACTOR_LABELS = {
 @bp.context_processor
 def _labels() -> dict[str, Any]:
     return {"factor_labels": FACTOR_LABELS}
-
-
-def notify(citizen: Citizen, subject: Any, body: Any) -> None:
-    """Queue a security notice (lazy strings, rendered in the citizen's own language)."""
-    with force_locale(citizen.locale):
-        outbox.notify_citizen(get_session(), citizen, str(subject), str(body))
 
 
 class StepUp:
@@ -97,7 +90,9 @@ def _render_step_up(ctx: StepUp, citizen: Citizen, factor: str | None = None,
                     error: str | None = None, status: int = 200) -> tuple[str, int]:
     usable = factors.usable(get_session(), citizen, ctx.required, ctx.allowed)
     if not usable:
+        waits = factors.enrolment(get_session(), citizen).waiting
         return render_template("mfa/no_factor.html", ctx=ctx, form=ConfirmForm(),
+                               waiting=min(waits.values()) if waits else None,
                                security_url=url_for("security.page", next=ctx.url())), status
     chosen = factor if factor in usable else usable[0]
     form = CodeForm(formdata=None, factor=chosen, **ctx.params)
@@ -160,7 +155,7 @@ def _success(ctx: StepUp, citizen: Citizen, factor: str, attempt: lockout.Attemp
              device_type: str = "single_device", user_verified: bool = False) -> str:
     current = sso.current()
     assert current is not None  # _citizen_or_login saw it
-    level = factors.level_for(citizen, factor, user_verified)
+    level = loa.level_for(factor, user_verified)
     amr = factors.amr_for(factor, device_type)
     for method in amr:
         sso.add_factor(current, method, level)
@@ -264,7 +259,8 @@ def step_up_passkey_options() -> Any:
         return jsonify(error="login_required"), 401
     if lockout.check_second_factor(str(citizen.id)).blocked:
         return jsonify(error="locked"), 429
-    options = passkeys.authentication_options(get_session(), citizen, current.sid)
+    options = passkeys.authentication_options(get_session(), citizen, current.sid,
+                                              factors.usable_passkeys(get_session(), citizen))
     return Response(options, mimetype="application/json")
 
 
@@ -281,6 +277,8 @@ def step_up_passkey_verify() -> Any:
     try:
         passkey = passkeys.authenticate(db, citizen, current.sid,
                                         passkeys.parse_json(request.get_data()))
+        if passkey not in factors.usable_passkeys(db, citizen):  # still in its waiting period
+            raise passkeys.PasskeyRejected("waiting")
     except passkeys.PasskeyRejected:
         throttle = _failure(ctx, citizen, "passkey", attempt)
         return jsonify(error="passkey_rejected",

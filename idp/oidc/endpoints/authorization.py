@@ -31,7 +31,6 @@ from idp import interaction as interactions
 from idp.auth import loa
 from idp.auth import session as sso_sessions
 from idp.auth.current import current_citizen
-from idp.auth.mfa.factors import level_reached
 from idp.consent import records as consents
 from idp.db import get_session
 from idp.errors import page
@@ -222,7 +221,7 @@ def _decide(rid: str, pending: PendingAuthorization, grant: Any) -> Any:
         raise AuthorizationFailure("unmet_authentication_requirements")
     reached = sso.acr
     if client.accepted_factors:
-        reached = min(sso.acr, level_reached(citizen, sso.amr, list(client.accepted_factors)))
+        reached = min(sso.acr, loa.level_reached(sso.amr, list(client.accepted_factors)))
     if reached < level:
         if "none" in prompts:
             raise AuthorizationFailure("interaction_required")
