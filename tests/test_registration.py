@@ -71,7 +71,10 @@ def test_resident_registers_end_to_end_through_the_outbox(app: Flask, client: Fl
     page = client.get("/register/password").get_data(as_text=True)
     assert page.count('autocomplete="new-password"') == 2
     resp = auth.form("/register/password", {"password": PASSWORD, "confirm": PASSWORD})
-    assert resp.status_code == 302 and resp.headers["Location"].endswith("/account")
+    assert resp.status_code == 302 and resp.headers["Location"].endswith("/register/secure")
+    secure = client.get("/register/secure?lang=en").get_data(as_text=True)
+    assert "Add your phone for SMS codes" in secure and "Set up an authenticator app" in secure
+    assert client.get("/register/done").headers["Location"].endswith("/account")
 
     with app.app_context():
         from idp.db import get_session
@@ -121,8 +124,8 @@ def test_registration_resumes_the_pending_authorization(app: Flask, client: Flas
     auth.form("/register/contact", {"email": "siti@example.id"})
     auth.form("/register/verify", {"code": last_code(app, "siti@example.id"), "action": "verify"})
     resp = auth.form("/register/password", {"password": PASSWORD, "confirm": PASSWORD})
-    assert resp.status_code == 302
-    assert resp.headers["Location"] == "/authorize/resume/abc"
+    assert resp.status_code == 302 and resp.headers["Location"] == "/register/secure"
+    assert client.get("/register/done").headers["Location"] == "/authorize/resume/abc"
 
 
 @pytest.mark.parametrize("change", [

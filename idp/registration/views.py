@@ -2,10 +2,14 @@
 
 Three steps: (1) NIK, full name and birth date, matched against the registry;
 (2) an email address or mobile number, proved with a 6-digit code sent through the outbox;
-(3) a password. The wizard's state lives server-side in the store, referenced from the signed Flask
-session; the browser never carries the verified NIK or contact. One NIK, one account: the unique
-constraint on ``citizen.nik`` decides. A NIK that already has an account walks the same pages; the
-message that would carry the code says so instead, so only the contact's owner learns it.
+(3) a password. Then, with the account made, an offer to secure it: the phone (for an account made
+with an email address) or an authenticator app, added through the login security pages, where in
+this first session they count at once (``waiting.mark_new_account``).
+
+The wizard's state lives server-side in the store, referenced from the signed Flask session; the
+browser never carries the verified NIK or contact. One NIK, one account: the unique constraint on
+``citizen.nik`` decides. A NIK that already has an account walks the same pages; the message that
+would carry the code says so instead, so only the contact's owner learns it.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ from idp import audit, codes, outbox, state
 from idp import interaction as interactions
 from idp.auth import lockout
 from idp.auth import session as sso
+from idp.auth.current import current_citizen
+from idp.auth.mfa import waiting
 from idp.db import get_session
 from idp.identity import contact as contacts
 from idp.identity import nik as nikmod
@@ -315,8 +321,36 @@ def register_password() -> Any:
     audit.append("registered", actor=f"citizen:{citizen.id}", citizen_id=citizen.id,
                  channel=wizard.channel,
                  client_id=interaction.client_id if interaction else None)
-    sso.start(str(citizen.id), amr=["pwd"], acr=1)
+    started = sso.start(str(citizen.id), amr=["pwd"], acr=1)
+    waiting.mark_new_account(started.sid)
+    session[_FINISH] = interaction.uid if interaction is not None else ""
     flash(_("Welcome to SatuID! Your account is ready."), "success")
-    if interaction is not None:
+    return redirect(url_for("registration.register_secure"))
+
+
+# ---- then: secure the account, or not now ----------------------------------------------------------
+
+_FINISH = "register_finish"  # UI cookie: the interaction the registration interrupted ("" if none)
+
+
+@bp.get("/register/secure")
+def register_secure() -> Any:
+    """An offer, not a step: a phone for SMS codes or an authenticator app, or carry on."""
+    citizen = current_citizen()
+    if citizen is None or _FINISH not in session:
+        return redirect(url_for("account.home"))
+    done = url_for("registration.register_done")
+    return render_template("registration/register_secure.html", citizen=citizen,
+                           phone_url=url_for("security.phone_add", next=done),
+                           totp_url=url_for("security.totp_enrol", next=done), done_url=done)
+
+
+@bp.get("/register/done")
+def register_done() -> Any:
+    """Where the citizen was going before registering: the portal's authorization, or the account."""
+    uid = session.pop(_FINISH, None)
+    citizen = current_citizen()
+    interaction = interactions.use(uid) if uid else None
+    if citizen is not None and interaction is not None:
         return redirect(interactions.finish(interaction, citizen_id=str(citizen.id)))
     return redirect(url_for("account.home"))
