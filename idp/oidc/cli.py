@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from idp import audit
+from idp.auth.mfa.factors import FACTORS
 from idp.db import get_session, unit_of_work
 from idp.models import Client, SigningKey
 from idp.models.base import secret_digest
@@ -47,6 +48,11 @@ def _client(client_id: str) -> Client:
 @click.option("--jwks-uri", default=None)
 @click.option("--id-token-alg", default="RS256", type=click.Choice(["RS256", "ES256"]))
 @click.option("--minimum-loa", default=1, type=click.IntRange(1, 3))
+@click.option("--accepted-factor", "accepted_factors", multiple=True, type=click.Choice(FACTORS),
+              help="Repeatable; second factors the portal accepts (default: any). Leave out sms "
+                   "to refuse SMS codes.")
+@click.option("--requires-in-person", is_flag=True,
+              help="Only citizens whose identity was verified in person at a counter.")
 @click.option("--purpose", default="", help="Why the portal needs the data (shown on consent).")
 @click.option("--description", default="")
 @click.option("--category", default="")
@@ -54,7 +60,8 @@ def _client(client_id: str) -> Client:
 def clients_create(name: str, client_id: str | None, redirect_uris: tuple[str, ...],
                    post_logout_uris: tuple[str, ...], scopes: tuple[str, ...], auth_method: str,
                    backchannel_logout_uri: str | None, sector: str | None, jwks_file: Any,
-                   jwks_uri: str | None, id_token_alg: str, minimum_loa: int, purpose: str,
+                   jwks_uri: str | None, id_token_alg: str, minimum_loa: int,
+                   accepted_factors: tuple[str, ...], requires_in_person: bool, purpose: str,
                    description: str, category: str, logo_uri: str | None) -> None:
     """Register a portal; prints it as JSON, with its client_secret (shown this once)."""
     session = get_session()
@@ -66,6 +73,7 @@ def clients_create(name: str, client_id: str | None, redirect_uris: tuple[str, .
             token_endpoint_auth_method=auth_method, backchannel_logout_uri=backchannel_logout_uri,
             sector_identifier=sector, jwks=json.load(jwks_file) if jwks_file else None,
             jwks_uri=jwks_uri, id_token_signed_response_alg=id_token_alg, minimum_loa=minimum_loa,
+            accepted_factors=list(accepted_factors), requires_in_person=requires_in_person,
             purpose=purpose, description=description, category=category, logo_uri=logo_uri,
         )
         audit.append("client_registered", actor="operator", client_id=client.client_id)
@@ -102,6 +110,31 @@ def clients_disable(client_id: str) -> None:
         _client(client_id).active = False
         audit.append("client_disabled", actor="operator", client_id=client_id)
     click.echo(f"disabled {client_id}")
+
+
+@clients_cli.command("set-assurance")
+@click.argument("client_id")
+@click.option("--minimum-loa", default=None, type=click.IntRange(1, 3))
+@click.option("--accepted-factor", "accepted_factors", multiple=True, type=click.Choice(FACTORS),
+              help="Repeatable; replaces the list.")
+@click.option("--any-factor", is_flag=True, help="Accept every second factor again.")
+@click.option("--requires-in-person/--no-requires-in-person", default=None)
+def clients_set_assurance(client_id: str, minimum_loa: int | None,
+                          accepted_factors: tuple[str, ...], any_factor: bool,
+                          requires_in_person: bool | None) -> None:
+    """Change what a portal requires: minimum level, accepted factors, in-person identity."""
+    factors = [] if any_factor else (list(accepted_factors) or None)
+    try:
+        with unit_of_work():
+            client = _client(client_id)
+            registry.set_assurance(client, minimum_loa, factors, requires_in_person)
+            audit.append("client_assurance_changed", actor="operator", client_id=client_id,
+                         minimum_loa=client.minimum_loa, accepted_factors=client.accepted_factors,
+                         requires_in_person=client.requires_in_person)
+            out = registry.describe(client)
+    except registry.ClientError as e:
+        raise click.ClickException(str(e)) from e
+    click.echo(json.dumps(out, indent=2))
 
 
 @clients_cli.command("rotate-secret")

@@ -23,6 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from idp import state
+from idp.auth.mfa.factors import FACTORS
 from idp.models import Client
 from idp.models.base import secret_digest
 from idp.models.oidc import SECRET_METHODS
@@ -73,6 +74,7 @@ def register(session: Session, *, name: str, redirect_uris: list[str], client_id
         raise ClientError("private_key_jwt needs --jwks or --jwks-uri")
     if fields.get("id_token_signed_response_alg", "RS256") not in ("RS256", "ES256"):
         raise ClientError("ID token algorithm must be RS256 or ES256")
+    check_assurance(fields.get("minimum_loa", 1), fields.get("accepted_factors", []))
     scopes = list(dict.fromkeys(["openid", *fields.pop("scopes", ["openid"])]))
     unknown = [s for s in scopes if s not in SUPPORTED_SCOPES]
     if unknown:
@@ -83,6 +85,29 @@ def register(session: Session, *, name: str, redirect_uris: list[str], client_id
                     secret_hash=secret_digest(secret) if secret else None, **fields)
     session.add(client)
     return client, secret
+
+
+def check_assurance(minimum_loa: int, accepted_factors: list[str]) -> None:
+    """A portal's authentication requirements must be ones SatuID can meet."""
+    if minimum_loa not in (1, 2, 3):
+        raise ClientError("minimum level must be 1, 2 or 3")
+    unknown = [f for f in accepted_factors if f not in FACTORS]
+    if unknown:
+        raise ClientError(f"unknown second factors: {' '.join(unknown)}")
+    if minimum_loa == 3 and accepted_factors and "passkey" not in accepted_factors:
+        raise ClientError("level 3 needs a passkey among the accepted factors")
+
+
+def set_assurance(client: Client, minimum_loa: int | None = None,
+                  accepted_factors: list[str] | None = None,
+                  requires_in_person: bool | None = None) -> None:
+    """Change what a portal requires of the citizen's authentication and identity."""
+    loa = client.minimum_loa if minimum_loa is None else minimum_loa
+    factors = list(client.accepted_factors) if accepted_factors is None else accepted_factors
+    check_assurance(loa, factors)
+    client.minimum_loa, client.accepted_factors = loa, factors
+    if requires_in_person is not None:
+        client.requires_in_person = requires_in_person
 
 
 def rotate_secret(client: Client) -> str:
@@ -105,7 +130,8 @@ def describe(client: Client) -> dict[str, Any]:
         "jwks_uri": client.jwks_uri, "has_jwks": bool(client.jwks),
         "backchannel_logout_uri": client.backchannel_logout_uri,
         "id_token_signed_response_alg": client.id_token_signed_response_alg,
-        "minimum_loa": client.minimum_loa, "active": client.active,
+        "minimum_loa": client.minimum_loa, "accepted_factors": client.accepted_factors,
+        "requires_in_person": client.requires_in_person, "active": client.active,
     }
 
 

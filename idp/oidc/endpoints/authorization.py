@@ -4,7 +4,9 @@
 
 1. Authlib validates client, redirect_uri (exact), response_type, scope, PKCE (S256), nonce.
 2. ``prompt``, ``max_age``, ``claims`` and ``acr_values`` are read (OIDC Core §3.1.2.1, §5.5).
-3. Login: no SSO session, ``prompt=login`` or ``max_age`` exceeded → the login page.
+3. Login: no SSO session, ``prompt=login`` or ``max_age`` exceeded → the login page. A portal
+   registered to require an identity verified in person refuses a citizen without one: a page
+   explains the counter, and its button returns ``access_denied`` to the portal.
 4. Level of assurance below what the portal needs → the step-up page.
 5. Consent missing for the scopes and claims, or ``prompt=consent`` → the consent page.
 6. Otherwise a code is issued (with ``iss``, RFC 9207) and the session learns the portal (logout).
@@ -22,8 +24,9 @@ from urllib.parse import urlencode
 
 from authlib.common.urls import add_params_to_uri
 from authlib.oauth2.rfc6749 import OAuth2Error
-from flask import Blueprint, current_app, redirect, request, url_for
+from flask import Blueprint, current_app, redirect, render_template, request, url_for
 from flask_babel import gettext as _
+from sqlalchemy import select
 from werkzeug.wrappers import Response
 
 from idp import audit, errors, state
@@ -34,7 +37,7 @@ from idp.auth.current import current_citizen
 from idp.consent import records as consents
 from idp.db import get_session
 from idp.errors import page
-from idp.models import Client
+from idp.models import Client, IdentityVerification
 from idp.oidc import claims as claimsmod
 from idp.oidc import clients, par, request_object, syntax
 from idp.oidc import params as request_params
@@ -216,6 +219,15 @@ def _decide(rid: str, pending: PendingAuthorization, grant: Any) -> Any:
             raise AuthorizationFailure("login_required")
         return _interact(rid, pending, client, "login", params, level)
 
+    if client.requires_in_person and not _verified_in_person(citizen.id):
+        if "none" in prompts or request.args.get("back") == "1":
+            raise AuthorizationFailure("access_denied", IN_PERSON_REFUSED)
+        state.pending_authorizations.put(pending, rid)
+        audit.append("in_person_required", actor=f"citizen:{citizen.id}", citizen_id=citizen.id,
+                     client_id=client.client_id)
+        return render_template("oidc/in_person_required.html", client=client,
+                               back=url_for("authorization.resume", rid=rid, back="1")), 403
+
     # 4. level of assurance (step-up)
     if _finished(rid, "mfa").get("error") == "unmet_authentication_requirements":
         raise AuthorizationFailure("unmet_authentication_requirements")
@@ -255,6 +267,18 @@ def _decide(rid: str, pending: PendingAuthorization, grant: Any) -> Any:
     audit.append("authorization_code_issued", actor=f"citizen:{citizen.id}", citizen_id=citizen.id,
                  client_id=client.client_id, scopes=scopes, acr=sso.acr)
     return response
+
+
+IN_PERSON_REFUSED = ("This service requires an identity verified in person at a SatuID counter, "
+                     "and the citizen's identity has not been.")
+
+
+def _verified_in_person(citizen_id: Any) -> bool:
+    """Whether a counter ever checked this citizen's identity in person (a fact of the identity,
+    recorded by the helpdesk; never inherited from an authenticator)."""
+    return get_session().scalar(select(IdentityVerification.id).where(
+        IdentityVerification.citizen_id == citizen_id,
+        IdentityVerification.method == "in_person").limit(1)) is not None
 
 
 def _interact(rid: str, pending: PendingAuthorization, client: Client, prompt: str,
