@@ -284,3 +284,61 @@ def test_auditors_read_and_verify_but_change_nothing(app: Flask, factory: Factor
     r = auditor.post("/helpdesk/audit/verify", {}, page="/helpdesk/audit")
     assert r.status_code == 200 and "The chain is intact" in r.get_data(as_text=True)
     assert agent.client.get("/helpdesk/audit").status_code == 403
+
+
+def test_what_an_outside_review_tried_is_refused(app: Flask, factory: Factory,
+                                                   auth: AuthActions) -> None:
+    from idp.db import get_session
+    from idp.models import CaseAction, Citizen
+
+    # The same address with spaces is the same officer's lockout count.
+    agent = make_officer(app, "agent")
+    codes = [agent.post("/helpdesk/login", {"email": " " * i + agent.email, "password": "wrong"})
+             .status_code for i in range(1, 6)]
+    assert 429 in codes
+    # One person, one account: no supervisor account for the agent's NIK.
+    nik = app.test_cli_runner().invoke(args=["staff", "list"]).output  # the agent exists
+    assert agent.email in nik
+    with app.app_context():
+        from idp.models import StaffMember
+
+        agent_nik = get_session().scalar(select(StaffMember.nik))
+    second = app.test_cli_runner().invoke(args=[
+        "staff", "create", "--name", "Twin", "--email", "twin@helpdesk.satuid.go.id",
+        "--nik", agent_nik, "--role", "supervisor"])
+    assert second.exit_code != 0 and "already has this NIK" in second.output
+
+    # Nothing to send a reset link to: refused before anything is recorded.
+    citizen = factory.citizen()
+    with app.app_context():
+        row = get_session().get(Citizen, citizen.id)
+        row.email_verified = False
+        get_session().commit()
+    clerk, supervisor = make_officer(app, "agent"), make_officer(app, "supervisor")
+    case = clerk.open_case("phone")
+    clerk.lookup(case, citizen.nik)
+    assert clerk.propose(case, "reset_link").status_code == 409
+    assert _count(app, CaseAction) == 0
+    # An action cancelled by the citizen cannot be approved afterwards.
+    clerk.evidence(case, citizen)
+    clerk.propose(case, "remove_factors")
+    action_id = _action_ids(supervisor.case_page(case))[0]
+    with app.app_context():
+        from idp.helpdesk import cases
+
+        s = get_session()
+        assert cases.cancel(s, s.get(CaseAction, uuid.UUID(action_id)), s.get(Citizen, citizen.id))
+        s.commit()
+    assert supervisor.approve(action_id).status_code == 409
+    # The evidence is not a quiz: three comparisons per case.
+    for _ in range(2):
+        clerk.evidence(case, citizen, birth_place="Bandung")
+    r = clerk.evidence(case, citizen)
+    assert r.status_code == 409
+    # Malformed references are a 404, not an error.
+    auth.login(citizen.nik, citizen.password)
+    for ref in ("99999999999999999999", "²", "1" * 70):
+        assert auth.client.get(f"/account/not-me/release/{ref}").status_code == 404
+    assert supervisor.client.get("/helpdesk/audit?before=99999999999999999999999").status_code in (
+        200, 403)
+    _audit_ok(app)

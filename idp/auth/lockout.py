@@ -170,7 +170,7 @@ def begin_enrolment(citizen_id: str) -> Attempt:
 
 def begin_staff(email: str) -> Attempt:
     """Reserve a helpdesk sign-in attempt (password or code) for this officer's address."""
-    return _begin(STAFF, state.digest(email.lower()))
+    return _begin(STAFF, state.digest(email.strip().lower()))
 
 
 def unlock(nik: str) -> None:

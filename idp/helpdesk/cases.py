@@ -24,6 +24,7 @@ a row of the audit log, and is told to the citizen on every verified channel.
 from __future__ import annotations
 
 import datetime as dt
+import re
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -33,7 +34,7 @@ from flask import current_app, url_for
 from flask_babel import force_locale
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from idp import audit, clock, outbox, revocation, state
@@ -41,6 +42,7 @@ from idp.auth import lockout, reset
 from idp.auth import session as sso
 from idp.auth.mfa import waiting
 from idp.config import Settings
+from idp.db import rowcount
 from idp.identity import contact as contacts
 from idp.identity import verification
 from idp.identity.registry import get_registry, normalise_name, same_name
@@ -62,6 +64,8 @@ CHANNEL_LABELS = {"counter": _l("Counter visit"), "phone": _l("Phone call"),
                   "not_me": _l("\"Not me\" report")}
 #: The facts an officer compares with what the person says (and at a counter, the KTP-el shown).
 FACTS = ("name", "birth_date", "birth_place", "family_card")
+#: Comparisons per case: the facts are not a quiz to retry until they match.
+MAX_EVIDENCE_CHECKS = 3
 
 
 @dataclass(frozen=True)
@@ -83,7 +87,8 @@ ACTIONS = {
                                 counter_only=True),
 }
 STATUS_LABELS = {"proposed": _l("waiting for a supervisor"), "waiting": _l("cooling off"),
-                 "applied": _l("done"), "cancelled": _l("cancelled"), "rejected": _l("rejected")}
+                 "applying": _l("in progress"), "applied": _l("done"), "cancelled": _l("cancelled"),
+                 "rejected": _l("rejected"), "failed": _l("could not be done")}
 
 
 class CaseRefused(Exception):
@@ -110,6 +115,18 @@ def _actor(member: StaffMember) -> str:
     return f"staff:{member.id}"
 
 
+def _move(session: Session, action: CaseAction, from_: tuple[str, ...], to: str,
+          **values: Any) -> bool:
+    """Change an action's status only if it is still in one of ``from_``, in one statement: two
+    supervisors approving at once, or a citizen cancelling while the change is carried out, cannot
+    both win (SQLite has no SELECT ... FOR UPDATE)."""
+    result = session.execute(update(CaseAction).where(
+        CaseAction.id == action.id, CaseAction.status.in_(from_)).values(status=to, **values))
+    moved = rowcount(result) == 1
+    session.refresh(action)
+    return moved
+
+
 def citizen_of(session: Session, case: HelpdeskCase) -> Citizen | None:
     return session.get(Citizen, case.citizen_id) if case.citizen_id else None
 
@@ -134,10 +151,18 @@ def _workable(member: StaffMember, case: HelpdeskCase) -> None:
 
 # ---- opening, lookup, evidence -------------------------------------------------------------------
 
+_NIK_LIKE = re.compile(r"\d{12,}")
+
+
+def _scrub(text: str) -> str:
+    """Free text goes to the audit log: long digit runs (a NIK, a KK number) are cut out."""
+    return _NIK_LIKE.sub("[number]", text.strip())[:500]
+
+
 def open_case(session: Session, member: StaffMember, channel: str, summary: str) -> HelpdeskCase:
     if member.role not in ("agent", "supervisor") or channel not in ("counter", "phone"):
         raise CaseRefused(_("Your role does not allow this."))
-    case = HelpdeskCase(reference=_reference(), channel=channel, summary=summary.strip()[:2000],
+    case = HelpdeskCase(reference=_reference(), channel=channel, summary=_scrub(summary),
                         opened_by=member.id)
     session.add(case)
     session.flush()
@@ -166,11 +191,14 @@ def lookup(session: Session, member: StaffMember, case: HelpdeskCase, nik: str,
     citizen = session.scalar(select(Citizen).where(Citizen.nik == nik))
     if citizen is None:
         audit.append("helpdesk_lookup", actor=_actor(member), session=session, case=case.reference,
-                     reason=reason.strip()[:500], found=False)
+                     reason=_scrub(reason), found=False)
         raise CaseRefused(_("No SatuID account has this NIK."))
+    if citizen.nik == member.nik:
+        audit.append("helpdesk_lookup_refused", actor=_actor(member), session=session,
+                     case=case.reference, reason="own_nik")
     _own(member, citizen)
     case.citizen_id = citizen.id
-    event(session, case, _actor(member), "lookup", reason=reason.strip()[:500], count=count)
+    event(session, case, _actor(member), "lookup", reason=_scrub(reason), count=count)
     return citizen
 
 
@@ -204,6 +232,11 @@ def check_evidence(session: Session, member: StaffMember, case: HelpdeskCase, st
     if citizen is None:
         raise CaseRefused(_("Look up the citizen first."))
     _own(member, citizen)
+    checks = session.scalar(select(func.count()).select_from(CaseEvent).where(
+        CaseEvent.case_id == case.id, CaseEvent.kind == "evidence_checked")) or 0
+    if checks >= MAX_EVIDENCE_CHECKS:
+        raise CaseRefused(_("The evidence was checked %(n)d times in this case: open a new case if "
+                            "the citizen comes back.", n=checks))
     record = get_registry().lookup(citizen.nik)
     if record is None:
         raise CaseRefused(_("The registry has no record for this NIK."))
@@ -214,9 +247,10 @@ def check_evidence(session: Session, member: StaffMember, case: HelpdeskCase, st
     matched = {
         "name": bool(stated.get("name")) and same_name(stated["name"], record.full_name),
         "birth_date": birth_date == record.birth_date,
-        "birth_place": bool(stated.get("birth_place"))
+        "birth_place": bool(stated.get("birth_place", "").strip() and record.birth_place.strip())
         and _same_place(stated["birth_place"], record.birth_place),
-        "family_card": stated.get("family_card", "").strip() == record.family_card_number,
+        "family_card": bool(record.family_card_number)
+        and stated.get("family_card", "").strip() == record.family_card_number,
     }
     if case.channel == "counter":
         matched["ktp_el"] = ktp_el
@@ -263,12 +297,15 @@ def propose(session: Session, member: StaffMember, case: HelpdeskCase, kind: str
         except contacts.InvalidContact:
             raise CaseRefused(_("Enter an Indonesian mobile number, for example 0812 3456 7890.")) \
                 from None
+    if kind == "reset_link" and not (citizen.email_verified or citizen.phone_verified):
+        raise CaseRefused(_("The citizen has no verified channel to send the link to."))
     action = CaseAction(case_id=case.id, kind=kind, params=params, status="proposed",
                         proposed_by=member.id)
     session.add(action)
     session.flush()
     event(session, case, _actor(member), "action_proposed", action=kind, action_id=str(action.id))
     if not spec.four_eyes:
+        _move(session, action, ("proposed",), "applying")
         _apply(session, case, action, citizen)
     else:
         _tell(session, citizen, _l("SatuID: a helpdesk change was requested"),
@@ -288,23 +325,31 @@ def approve(session: Session, member: StaffMember, action: CaseAction) -> None:
         raise CaseRefused(_("Only a supervisor may approve."))
     if member.id == action.proposed_by:
         raise CaseRefused(_("You proposed this action: another supervisor must approve it."))
-    if case.status != "open" or action.status != "proposed":
+    proposer = session.get(StaffMember, action.proposed_by)
+    if proposer is not None and proposer.nik == member.nik:
+        raise CaseRefused(_("You proposed this action: another supervisor must approve it."))
+    if case.status != "open" or action.status != "proposed" or not ACTIONS[action.kind].four_eyes:
         raise CaseRefused(_("This action is no longer waiting for approval."))
     citizen = citizen_of(session, case)
     if citizen is None:
         raise CaseRefused(_("Look up the citizen first."))
     _own(member, citizen)
-    action.approved_by = member.id
-    action.decided_at = utcnow()
-    event(session, case, _actor(member), "action_approved", action=action.kind,
-          action_id=str(action.id))
     if case.channel == "counter":
+        if not _move(session, action, ("proposed",), "applying", approved_by=member.id,
+                     decided_at=utcnow()):
+            raise CaseRefused(_("This action is no longer waiting for approval."))
+        event(session, case, _actor(member), "action_approved", action=action.kind,
+              action_id=str(action.id))
         _apply(session, case, action, citizen)
         return
     token = secrets.token_urlsafe(32)
-    action.status = "waiting"
-    action.cancel_hash = secret_digest(token)
-    action.effective_at = clock.now() + dt.timedelta(seconds=_settings().helpdesk_cooling_off_seconds)
+    effective_at = clock.now() + dt.timedelta(seconds=_settings().helpdesk_cooling_off_seconds)
+    if not _move(session, action, ("proposed",), "waiting", approved_by=member.id,
+                 decided_at=utcnow(), cancel_hash=secret_digest(token), effective_at=effective_at):
+        raise CaseRefused(_("This action is no longer waiting for approval."))
+    event(session, case, _actor(member), "action_approved", action=action.kind,
+          action_id=str(action.id))
+    assert action.effective_at is not None
     link = _settings().issuer + url_for("cases.cancel", token=token)
     _tell(session, citizen, _l("SatuID: a change to your account in 24 hours"),
           _l("The SatuID helpdesk approved a change to your account (case %(case)s): %(action)s. "
@@ -316,11 +361,9 @@ def approve(session: Session, member: StaffMember, action: CaseAction) -> None:
 def reject(session: Session, member: StaffMember, action: CaseAction) -> None:
     case = session.get(HelpdeskCase, action.case_id)
     assert case is not None
-    if member.role != "supervisor" or action.status != "proposed":
+    if member.role != "supervisor" or case.status != "open" or not _move(
+            session, action, ("proposed",), "rejected", approved_by=member.id, decided_at=utcnow()):
         raise CaseRefused(_("This action is no longer waiting for approval."))
-    action.status = "rejected"
-    action.approved_by = member.id
-    action.decided_at = utcnow()
     event(session, case, _actor(member), "action_rejected", action=action.kind,
           action_id=str(action.id))
 
@@ -328,11 +371,10 @@ def reject(session: Session, member: StaffMember, action: CaseAction) -> None:
 def cancel(session: Session, action: CaseAction, citizen: Citizen) -> bool:
     """The citizen stops a change that has not taken effect (from /account or the notice's link)."""
     case = session.get(HelpdeskCase, action.case_id)
-    if case is None or case.citizen_id != citizen.id or action.status not in ("proposed", "waiting"):
+    if case is None or case.citizen_id != citizen.id or not _move(
+            session, action, ("proposed", "waiting"), "cancelled", cancel_hash=None,
+            done_at=utcnow()):
         return False
-    action.status = "cancelled"
-    action.cancel_hash = None
-    action.done_at = utcnow()
     event(session, case, f"citizen:{citizen.id}", "action_cancelled", action=action.kind,
           action_id=str(action.id))
     _tell(session, citizen, _l("SatuID: the helpdesk change was cancelled"),
@@ -349,18 +391,27 @@ def by_cancel_token(session: Session, token: str) -> CaseAction | None:
 
 def apply_due(session: Session) -> int:
     """Carry out the changes whose cooling-off has ended (``flask helpdesk apply-due`` runs this
-    every few minutes; the case and account pages run it too)."""
+    every few minutes; the case and account pages run it too). Each change is claimed first, so two
+    runs at once carry it out once; one that cannot be done is marked failed, never retried."""
     due = session.scalars(select(CaseAction).where(
-        CaseAction.status == "waiting", CaseAction.effective_at <= clock.now())
-        .with_for_update(skip_locked=True)).all()
+        CaseAction.status == "waiting", CaseAction.effective_at <= clock.now())).all()
+    applied = 0
     for action in due:
+        if not _move(session, action, ("waiting",), "applying"):
+            continue  # cancelled or claimed meanwhile
         case = session.get(HelpdeskCase, action.case_id)
         citizen = citizen_of(session, case) if case else None
-        if case is None or citizen is None:
-            action.status = "cancelled"
-            continue
-        _apply(session, case, action, citizen)
-    return len(due)
+        try:
+            # _apply refuses before it writes anything (a reset link with no channel left).
+            if case is None or citizen is None:
+                raise CaseRefused("the citizen's account no longer exists")
+            _apply(session, case, action, citizen)
+            applied += 1
+        except CaseRefused as e:
+            _move(session, action, ("applying",), "failed", done_at=utcnow(), cancel_hash=None)
+            audit.append("helpdesk_action_failed", actor="system", session=session,
+                         action_id=str(action.id), reason=str(e))
+    return applied
 
 
 def _apply(session: Session, case: HelpdeskCase, action: CaseAction, citizen: Citizen) -> None:
@@ -370,7 +421,10 @@ def _apply(session: Session, case: HelpdeskCase, action: CaseAction, citizen: Ci
             raise CaseRefused(_("The citizen has no verified channel to send the link to."))
     elif kind == "unlock":
         lockout.unlock(citizen.nik)
-        lockout.unlock_second_factors(str(citizen.id))
+        # The second factors' lock guards against guessing codes with a known password: only an
+        # established identity lifts it, or a caller with the password could reset it at will.
+        if identity_established(case):
+            lockout.unlock_second_factors(str(citizen.id))
     elif kind == "remove_factors":
         for model in (TotpAuthenticator, Passkey, RecoveryCode):
             session.query(model).filter(model.citizen_id == citizen.id).delete()

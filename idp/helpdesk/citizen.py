@@ -82,13 +82,14 @@ def cancel(token: str) -> Any:
 def _entry(citizen: Citizen, kind: str, ref: str) -> tuple[dict[str, str], str | None] | None:
     """What the citizen points at, checked to be theirs: (what the case keeps, the portal)."""
     db = get_session()
-    if kind == "release" and ref.isdigit():
+    numeric = ref.isascii() and ref.isdigit() and len(ref) <= 18
+    if kind == "release" and numeric:
         release = db.get(ClaimRelease, int(ref))
         if release is None or release.citizen_id != citizen.id:
             return None
         return ({"release": ref, "client": release.client_id,
                  "at": release.released_at.isoformat()}, release.client_id)
-    if kind == "consent" and ref.isdigit():
+    if kind == "consent" and numeric:
         record = db.get(ConsentRecord, int(ref))
         if record is None or record.citizen_id != citizen.id:
             return None
@@ -119,7 +120,8 @@ def not_me(kind: str, ref: str) -> Any:
         if not form.validate_on_submit():
             abort(400)
         current = sso.current()
-        if kind == "session" and current is not None and ref != current.sid:
+        if kind == "session" and not form.end_sessions.data and current is not None \
+                and ref != current.sid:
             other = sso.by_sid(ref)
             if other is not None:
                 sso.end(other, reason="not_me")

@@ -20,7 +20,7 @@ from typing import Any, TypeVar, cast
 
 import pyotp
 from flask import current_app, g, redirect, request, url_for
-from sqlalchemy import select
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response
 
@@ -28,7 +28,7 @@ from idp import clock, state
 from idp.auth.mfa import totp
 from idp.codes import digits
 from idp.config import Settings
-from idp.db import get_session
+from idp.db import get_session, rowcount
 from idp.identity import passwords
 from idp.models import StaffMember
 from idp.models.base import secret_digest, utcnow
@@ -66,13 +66,18 @@ def _enrolment_token(member: StaffMember) -> str:
 
 def create(session: Session, *, name: str, email: str, nik: str, role: str) -> tuple[StaffMember, str]:
     """A new officer, and the token of their one-time enrolment link."""
-    email = email.strip().lower()
+    email = canonical_email(email)
     if role not in ROLES:
         raise StaffError(f"role must be one of {', '.join(ROLES)}")
     if not name.strip() or "@" not in email or not (nik.isascii() and nik.isdigit() and len(nik) == 16):
         raise StaffError("give a name, an email address and the officer's 16-digit NIK")
     if session.scalar(select(StaffMember.id).where(StaffMember.email == email)) is not None:
         raise StaffError("an officer with this email address exists")
+    # One person, one account: with two (an agent and a supervisor) one could approve their own
+    # proposal.
+    if session.scalar(select(StaffMember.id).where(StaffMember.nik == nik,
+                                                   StaffMember.disabled_at.is_(None))) is not None:
+        raise StaffError("an active officer already has this NIK; disable that account first")
     member = StaffMember(name=name.strip(), email=email, nik=nik, role=role)
     token = _enrolment_token(member)
     session.add(member)
@@ -80,8 +85,13 @@ def create(session: Session, *, name: str, email: str, nik: str, role: str) -> t
     return member, token
 
 
+def canonical_email(email: str) -> str:
+    """How an officer's address is kept, looked up and counted (lockout) alike."""
+    return email.strip().lower()
+
+
 def find(session: Session, email: str) -> StaffMember | None:
-    return session.scalar(select(StaffMember).where(StaffMember.email == email.strip().lower()))
+    return session.scalar(select(StaffMember).where(StaffMember.email == canonical_email(email)))
 
 
 def disable(session: Session, member: StaffMember) -> None:
@@ -126,10 +136,12 @@ def check_code(member: StaffMember, typed: str) -> bool:
     current = int(time.time() // totp.STEP)
     for step in range(current - totp.VALID_WINDOW, current + totp.VALID_WINDOW + 1):
         if hmac.compare_digest(otp.at(step * totp.STEP), code):
-            if member.totp_last_step is not None and step <= member.totp_last_step:
-                return False
-            member.totp_last_step = step
-            return True
+            # Claim the step in one statement: two requests with the same code cannot both pass.
+            claimed = get_session().execute(update(StaffMember).where(
+                StaffMember.id == member.id,
+                or_(StaffMember.totp_last_step.is_(None), StaffMember.totp_last_step < step))
+                .values(totp_last_step=step))
+            return rowcount(claimed) == 1
     return False
 
 

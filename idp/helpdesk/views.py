@@ -71,7 +71,7 @@ def login() -> Any:
     if not lockout.ip_allowed("helpdesk"):
         return render_template("helpdesk/login.html", form=form,
                                error=_("Too many attempts. Please wait a minute.")), 429
-    email = form.email.data or ""
+    email = staff.canonical_email(form.email.data or "")
     attempt = lockout.begin_staff(email)
     if attempt.blocked:
         return render_template("helpdesk/login.html", form=form,
@@ -326,7 +326,8 @@ def close(reference: str) -> Any:
 @bp.get("/audit")
 @staff_required("auditor", "supervisor")
 def audit_log() -> str:
-    return _audit_page(request.args.get("before", type=int))
+    before = request.args.get("before", type=int)
+    return _audit_page(before if before and 0 < before < 2**62 else None)
 
 
 @bp.post("/audit/verify")
