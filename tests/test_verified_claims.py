@@ -90,7 +90,9 @@ def test_discovery_advertises_identity_assurance(client: FlaskClient) -> None:
     metadata = client.get("/.well-known/openid-configuration").get_json()
     assert metadata["verified_claims_supported"] is True
     assert metadata["trust_frameworks_supported"] == ["id_dukcapil"]
-    assert metadata["evidence_supported"] == ["electronic_record"]
+    assert metadata["evidence_supported"] == ["electronic_record", "document"]
+    assert metadata["documents_supported"] == ["idcard"]  # the KTP-el, checked at a counter
+    assert metadata["documents_methods_supported"] == ["pipp"]
     assert {"name", "birthdate", "address", "nik"} <= set(metadata["claims_in_verified_claims_supported"])
 
 
