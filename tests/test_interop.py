@@ -30,6 +30,7 @@ from tests.webauthn_soft import SoftAuthenticator
 pytestmark = pytest.mark.e2e
 
 INTEROP = Path(__file__).resolve().parent / "interop"
+WAITING_SECONDS = 20
 
 
 @pytest.fixture(scope="module")
@@ -39,9 +40,9 @@ def idp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IdpServer]:
             raise RuntimeError("Node and tests/interop/node_modules are needed (make test installs them)")
         pytest.skip("Node or the npm libraries are not installed here")
     backend = "postgres" if services_available() else "sqlite"
-    # A first factor added with the password alone waits 3 s here instead of a day.
+    # A first factor added with the password alone waits seconds here instead of a day.
     with IdpServer(tmp_path_factory.mktemp("interop"), backend=backend, name="interop",
-                   extra_env={"IDP_AUTHENTICATOR_WAITING_SECONDS": "3"}) as server:
+                   extra_env={"IDP_AUTHENTICATOR_WAITING_SECONDS": str(WAITING_SECONDS)}) as server:
         yield server
 
 
@@ -254,7 +255,8 @@ def test_level_two_comes_from_an_sms_code_never_from_an_email_code(idp: IdpServe
     assert refused["step"] == "refused"
     assert refused["error"] == "unmet_authentication_requirements"
 
-    # The citizen adds a phone; with only a password behind it, it waits (3 s on this server).
+    # The citizen adds a phone; with only a password behind it, it waits (seconds on this server).
+    waiting_portal, sms_portal = register(idp, "portal-acr-wait"), register(idp, "portal-acr-sms")
     page = citizen.get("/account/security/phone").text
     citizen.post("/account/security/phone", data={"csrf_token": _csrf(page),
                                                   "phone": "0812 7777 0001"})
@@ -262,12 +264,14 @@ def test_level_two_comes_from_an_sms_code_never_from_an_email_code(idp: IdpServe
     verified = citizen.post("/account/security/phone/verify", data={
         "csrf_token": _csrf(page), "phone": citizen.person["phone"],
         "code": citizen.latest_code(citizen.person["phone"])})
+    added = time.monotonic()
     assert verified.status_code == 302
-    waiting = citizen.sign_in(level2, register(idp, "portal-acr-wait"), "none")
+    waiting = citizen.sign_in(level2, waiting_portal, "none")
+    assert time.monotonic() - added < WAITING_SECONDS, "too slow to see the waiting period"
     assert waiting["error"] == "unmet_authentication_requirements"
 
-    time.sleep(3.5)
-    done = citizen.sign_in(level2, register(idp, "portal-acr-sms"), "sms")
+    time.sleep(max(0.0, added + WAITING_SECONDS + 0.5 - time.monotonic()))
+    done = citizen.sign_in(level2, sms_portal, "sms")
     assert done["step"] == "done" and done["acr"] == LEVEL2
     assert {"pwd", "sms", "mfa"} <= set(done["amr"]) and "mca" not in done["amr"]
     no_passkey = citizen.sign_in({"ACR_VALUES": LEVEL3}, register(idp, "portal-acr-sms3"), "none")
