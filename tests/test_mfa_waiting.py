@@ -295,3 +295,16 @@ def test_a_refresh_grant_from_an_email_code_is_renewed_without_it(
         newest = get_session().scalars(select(Token).where(Token.citizen_id == citizen.id)
                                        .order_by(Token.id.desc())).first()
         assert newest.acr == 1 and newest.amr == ["pwd"]
+
+
+def test_the_security_page_cancels_a_waiting_factor_too(
+        app: Flask, client: FlaskClient, auth: AuthActions, factory: Factory, clock: Any) -> None:
+    citizen = factory.citizen()
+    auth.login(citizen.nik, citizen.password)
+    enrol_totp(app, client, citizen, wait=True)
+    page = client.get("/account/security?lang=en").get_data(as_text=True)
+    assert 'name="factor" value="totp"' in page
+    done = client.post("/account/security/waiting/cancel",
+                       data={"csrf_token": csrf_token(page), "factor": "totp"})
+    assert done.status_code == 200 and _waiting_rows(app, citizen.id)[0].cancelled_at is not None
+    assert sso_of(app, client) is None
