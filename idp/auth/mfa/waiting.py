@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 from idp import audit, clock
 from idp.auth import session as sso
 from idp.auth.mfa.notices import notify
+from idp.db import rowcount
 from idp.models import Citizen
 from idp.models.base import secret_digest
 from idp.models.helpdesk import FactorWaiting
@@ -168,13 +169,6 @@ def allow_next_at_once(session: Session, citizen_id: uuid.UUID, case_id: uuid.UU
                               case_id=case_id, created_at=clock.now()))
 
 
-def cleared_by_helpdesk(session: Session, citizen_id: uuid.UUID) -> bool:
-    """Whether a helpdesk reset in the last days lets a first authenticator count at once."""
-    return session.scalar(select(FactorWaiting.id).where(
-        FactorWaiting.citizen_id == citizen_id, FactorWaiting.factor == "helpdesk",
-        FactorWaiting.cancelled_at.is_(None),
-        FactorWaiting.created_at > clock.now() - HELPDESK_CLEARANCE).limit(1)) is not None
-
 
 def use_allowance(session: Session, citizen_id: uuid.UUID) -> bool:
     """Spend a helpdesk reset's allowance (``allow_next_at_once``), if one is open: one factor
@@ -185,7 +179,12 @@ def use_allowance(session: Session, citizen_id: uuid.UUID) -> bool:
         FactorWaiting.created_at > clock.now() - HELPDESK_CLEARANCE).limit(1))
     if row is None:
         return False
-    row.cancelled_at = clock.now()  # spent
+    # Spent in one statement: two factors added at once cannot both use it.
+    spent = session.execute(update(FactorWaiting).where(
+        FactorWaiting.id == row.id, FactorWaiting.cancelled_at.is_(None))
+        .values(cancelled_at=clock.now()))
+    if rowcount(spent) != 1:
+        return False
     audit.append("mfa_factor_waiting_waived", actor=f"case:{row.case_id}", citizen_id=citizen_id,
                  case_id=str(row.case_id))
     return True
