@@ -181,7 +181,7 @@ class Citizen:
                 second_factor: str) -> dict[str, Any]:
         """openid-client asks for ``ACR_VALUES``; the citizen logs in and proves ``second_factor``
         ("totp", "sms", "passkey", or "none": they cancel). Returns what the portal got."""
-        rp = NodeRelyingParty("openid_client_acr.mjs", self.idp, portal, **script_env)
+        rp = NodeRelyingParty("openid_client_asks.mjs", self.idp, portal, **script_env)
         try:
             start = rp.hear()
             rp.say(callback=self._browse(start["url"], portal["redirect_uris"][0], second_factor))

@@ -6,9 +6,7 @@ document evidence with its case."""
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
 import time
 from typing import Any
 
@@ -17,7 +15,7 @@ import requests
 import sqlalchemy as sa
 
 from tests.servers import IdpServer
-from tests.test_interop import INTEROP, NodeRelyingParty, citizen, idp, register  # noqa: F401
+from tests.test_interop import NodeRelyingParty, citizen, idp, register  # noqa: F401
 from tests.test_oidc_e2e import Browser, _csrf
 
 CLAIMS = json.dumps({"id_token": {"verified_claims": {
@@ -25,21 +23,10 @@ CLAIMS = json.dumps({"id_token": {"verified_claims": {
     "claims": {"name": None, "birthdate": None}}}})
 
 
-class ClaimsRelyingParty(NodeRelyingParty):
-    """verified_claims.mjs, told which claims to ask for."""
-
-    def __init__(self, server: IdpServer, portal: dict[str, Any]) -> None:
-        env = {**os.environ, "ISSUER": server.url, "CLIENT_ID": portal["client_id"],
-               "CLIENT_SECRET": portal["client_secret"], "REDIRECT_URI": portal["redirect_uris"][0],
-               "CLAIMS": CLAIMS}
-        self.process = subprocess.Popen(["node", str(INTEROP / "verified_claims.mjs")], cwd=INTEROP,
-                                        env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                        stderr=subprocess.PIPE, text=True)
-
-
 def ask(server: IdpServer, client_id: str, person: dict[str, Any]) -> dict[str, Any]:
     portal = register(server, client_id)
-    rp = ClaimsRelyingParty(server, portal)
+    rp = NodeRelyingParty("openid_client_asks.mjs", server, portal, CLAIMS=CLAIMS,
+                          SCOPE="openid profile")
     try:
         start = rp.hear()
         rp.say(callback=Browser(server).go(start["url"], portal["redirect_uris"][0], person))

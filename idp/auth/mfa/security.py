@@ -62,6 +62,13 @@ def _needs_fresh_for_adding(citizen: Citizen) -> bool:
         _session().factor_times)
 
 
+def _step_up_before_adding(citizen: Citizen, back: str) -> Response | None:
+    """Where to send a citizen who must prove a second factor before adding one (None: go on)."""
+    if not _needs_fresh_for_adding(citizen):
+        return None
+    return _fresh_or_step_up(citizen, back) or redirect(url_for("security.page"))
+
+
 def _waits(citizen: Citizen) -> bool:
     """Whether a factor added now must wait: nothing stronger than the password (and the mailbox
     that resets it) was proved for it. Asked before the factor is added. Not in the session that
@@ -120,8 +127,8 @@ def totp_enrol() -> Any:
     if existing is not None and existing.confirmed:
         flash(_("An authenticator app is already set up. Remove it first to set up another."), "info")
         return redirect(url_for("security.page"))
-    if _needs_fresh_for_adding(citizen):
-        return _fresh_or_step_up(citizen, back) or redirect(url_for("security.page"))
+    if (step_up := _step_up_before_adding(citizen, back)) is not None:
+        return step_up
     form = TotpConfirmForm()
     error = None
     waits = _waits(citizen)  # before the app counts as set up
@@ -270,8 +277,8 @@ def passkey_remove(passkey_id: str) -> Any:
 def recovery_codes() -> Any:
     citizen = current_citizen()
     assert citizen is not None
-    if _needs_fresh_for_adding(citizen):
-        return _fresh_or_step_up(citizen, url_for("security.page")) or redirect(url_for("security.page"))
+    if (step_up := _step_up_before_adding(citizen, url_for("security.page"))) is not None:
+        return step_up
     if not factors.usable(get_session(), citizen):
         # Recovery codes back up a factor; made with the password alone they would be one.
         flash(_("Recovery codes back up another way to log in. Add an authenticator app, a phone "
@@ -294,9 +301,8 @@ def phone_add() -> Any:
     citizen = current_citizen()
     assert citizen is not None
     back = interactions.safe_next(request.args.get("next"))
-    if _needs_fresh_for_adding(citizen):
-        return _fresh_or_step_up(citizen, url_for("security.phone_add", next=back)) \
-            or redirect(url_for("security.page"))
+    if (step_up := _step_up_before_adding(citizen, url_for("security.phone_add", next=back))):
+        return step_up
     form = PhoneForm()
     if request.method == "GET" or not form.validate_on_submit():
         return render_template("mfa/phone_add.html", form=form, back=back), \
@@ -330,9 +336,8 @@ def phone_verify() -> Any:
     citizen = current_citizen()
     assert citizen is not None
     back = interactions.safe_next(request.args.get("next"))
-    if _needs_fresh_for_adding(citizen):
-        return _fresh_or_step_up(citizen, url_for("security.phone_add", next=back)) \
-            or redirect(url_for("security.page"))
+    if (step_up := _step_up_before_adding(citizen, url_for("security.phone_add", next=back))):
+        return step_up
     form = PhoneCodeForm()
     phone = form.phone.data or ""
 

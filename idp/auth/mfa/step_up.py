@@ -25,6 +25,7 @@ from idp.auth.mfa.forms import CodeForm, ConfirmForm, SendCodeForm
 from idp.auth.mfa.notices import notify
 from idp.auth.views import notify_lockout
 from idp.db import get_session
+from idp.identity import contact as contacts
 from idp.models import Citizen
 
 bp = Blueprint("mfa", __name__)
@@ -102,18 +103,9 @@ def _render_step_up(ctx: StepUp, citizen: Citizen, factor: str | None = None,
         "mfa/step_up.html", ctx=ctx, citizen=citizen, factor=chosen, others=[f for f in usable
                                                                               if f != chosen],
         form=form, send_form=send_form, cancel_form=ConfirmForm(), error=error, sent=sent,
-        destination=_masked(sent_codes.recipient(citizen, chosen))
+        destination=contacts.mask(sent_codes.recipient(citizen, chosen))
         if chosen in sent_codes.CHANNELS else None,
     ), status
-
-
-def _masked(address: str | None) -> str:
-    if not address:
-        return ""
-    if "@" in address:
-        name, domain = address.split("@", 1)
-        return name[:2] + "***@" + domain
-    return "*" * max(0, len(address) - 3) + address[-3:]
 
 
 @bp.get("/login/step-up")
