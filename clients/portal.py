@@ -253,6 +253,20 @@ def login() -> Response:
     return start_login(request.args.get("next"))
 
 
+@auth_bp.get("/auth/initiate")
+def initiate() -> Response:
+    """Third-party initiated login (OpenID Connect Core §4): SatuID's services home sends the citizen
+    here with ``iss``. It must be the provider this portal trusts (a login started by another issuer
+    is refused); ``target_link_uri``, when given, must lead back into this portal."""
+    if request.args.get("iss", "").rstrip("/") != portal().issuer:
+        abort(400, "iss is not the provider this portal trusts")
+    target = request.args.get("target_link_uri", "")
+    next_path = None
+    if target.startswith(portal().base_url + "/"):
+        next_path = target[len(portal().base_url):]
+    return start_login(next_path)
+
+
 @auth_bp.get("/auth/callback")
 def callback() -> Any:
     """The authorization response: the library checks state, exchanges the code with the PKCE

@@ -40,6 +40,8 @@ from idp.oidc import logout, server
 from idp.oidc.endpoints import authorization
 from idp.oidc.endpoints import views as oidc_endpoints
 from idp.registration import views as registration
+from idp.services import cli as services_cli
+from idp.services import views as services
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -57,6 +59,7 @@ class Part:
 
 PARTS = (
     Part("health", blueprints=(health.bp,)),                                # /healthz, /metrics
+    Part("services", blueprints=(services.bp,)),                            # /, /layanan
     Part("identity", seeders=(identity_cli.seed_demo_people,)),             # registry, demo people
     Part("registration", blueprints=(registration.bp,)),                    # /register
     Part("auth", blueprints=(login.bp,), commands=(auth_cli.sessions_cli,)),  # /login, /password
@@ -132,6 +135,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     # The hook between parts: an SSO session that ends (auth) queues back-channel logout tokens
     # (oidc) in the same unit of work, delivered once it commits.
+    # The operator's view of the portals includes what citizens think of them.
+    oidc_cli.clients_cli.add_command(services_cli.ratings)
     sso.session_ended.connect(logout.on_session_ended, sender=app)
     event.listen(sessions, "after_commit", logout.deliver_queued)
     return app

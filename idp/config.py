@@ -74,6 +74,20 @@ class Settings:
     helpdesk_cooling_off_seconds: int = 24 * 3600
     staff_idle_seconds: int = 15 * 60
     staff_daily_lookups: int = 40  # NIK lookups per officer per day before supervisors are alerted
+    # The outbox's delivery worker: email through SMTP, SMS through an HTTP gateway.
+    smtp_host: str | None = None
+    smtp_port: int = 587
+    smtp_starttls: bool = True
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    mail_from: str = "SatuID <no-reply@satuid.localhost>"
+    sms_gateway_url: str | None = None
+    sms_gateway_auth_header: str | None = None  # "Name: value", e.g. "Authorization: Bearer ..."
+    # string.Template with $to and $text, each escaped for the content type below.
+    sms_gateway_body: str = '{"to": "$to", "text": "$text"}'
+    sms_gateway_content_type: str = "application/json"
+    outbox_max_attempts: int = 8
+    outbox_retry_seconds: int = 30  # the first retry's delay; doubled for each later one
 
     @property
     def embedded(self) -> bool:
@@ -141,6 +155,18 @@ def load_settings(overrides: dict[str, str] | None = None) -> Settings:
         helpdesk_cooling_off_seconds=number("HELPDESK_COOLING_OFF_SECONDS", 24 * 3600),
         staff_idle_seconds=number("STAFF_IDLE_SECONDS", 15 * 60),
         staff_daily_lookups=number("STAFF_DAILY_LOOKUPS", 40),
+        smtp_host=optional("SMTP_HOST"),
+        smtp_port=number("SMTP_PORT", 587),
+        smtp_starttls=_bool(optional("SMTP_STARTTLS"), default=True),
+        smtp_username=optional("SMTP_USERNAME"),
+        smtp_password=optional("SMTP_PASSWORD"),
+        mail_from=get("MAIL_FROM", f"SatuID <no-reply@{host}>"),
+        sms_gateway_url=optional("SMS_GATEWAY_URL"),
+        sms_gateway_auth_header=optional("SMS_GATEWAY_AUTH_HEADER"),
+        sms_gateway_body=get("SMS_GATEWAY_BODY", '{"to": "$to", "text": "$text"}'),
+        sms_gateway_content_type=get("SMS_GATEWAY_CONTENT_TYPE", "application/json"),
+        outbox_max_attempts=number("OUTBOX_MAX_ATTEMPTS", 8),
+        outbox_retry_seconds=number("OUTBOX_RETRY_SECONDS", 30),
     )
     if environment == "production":
         _check_production(settings, env)
@@ -160,6 +186,9 @@ def _check_production(settings: Settings, env: dict[str, str]) -> None:
         problems.append("IDP_DATABASE_URL must point to PostgreSQL")
     if settings.dev_outbox:
         problems.append("IDP_DEV_OUTBOX must be off")
+    for name in ("SMTP_HOST", "SMS_GATEWAY_URL"):
+        if not env.get(f"IDP_{name}"):
+            problems.append(f"IDP_{name} must be set (codes and notices must reach citizens)")
     if not settings.metrics_token:
         problems.append("IDP_METRICS_TOKEN must be set (/metrics is public without it)")
     if problems:

@@ -28,7 +28,7 @@ LAYERS = {
     # protocol
     "oidc": 7,
     # pages that stand on their own part
-    "registration": 8, "account": 8, "health": 8, "helpdesk": 8,
+    "registration": 8, "account": 8, "health": 8, "helpdesk": 8, "services": 8,
     # composition root and operator commands
     "cli": 9, "app": 10, "idp": 11,
 }

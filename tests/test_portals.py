@@ -155,6 +155,31 @@ def test_login_request_uses_pkce_s256_state_nonce_and_the_registered_redirect_ur
     assert "acr_values" not in q
 
 
+def test_third_party_initiated_login_from_the_trusted_issuer_starts_a_normal_request(
+        health: Flask, op: StandInProvider) -> None:
+    """OIDC Core §4: SatuID's services home sends the browser to initiate_login_uri with iss; the
+    portal starts its own request (state, nonce, PKCE) and keeps target_link_uri within itself."""
+    client = health.test_client()
+    response = client.get("/auth/initiate", query_string={
+        "iss": op.issuer, "target_link_uri": "http://portal.test/sensitive"})
+    url = urlsplit(response.headers["Location"])
+    q = parse_qs(url.query)
+    assert f"{url.scheme}://{url.netloc}{url.path}" == f"{op.issuer}/authorize"
+    assert q["state"][0] and q["nonce"][0] and q["code_challenge_method"] == ["S256"]
+    with client.session_transaction() as session:
+        assert session["next"] == "/sensitive"
+    client.get("/auth/initiate", query_string={"iss": op.issuer,
+                                               "target_link_uri": "https://evil.example/x"})
+    with client.session_transaction() as session:
+        assert session["next"] == "/"
+
+
+def test_third_party_initiated_login_from_another_issuer_is_refused(health: Flask) -> None:
+    for iss in ("https://other-idp.example", "", "http://127.0.0.1:1"):
+        response = health.test_client().get("/auth/initiate", query_string={"iss": iss})
+        assert response.status_code == 400 and "Location" not in response.headers
+
+
 def test_callback_signs_in_and_shows_name_and_received_claims(health: Flask, op: StandInProvider) -> None:
     client = health.test_client()
     response = sign_in(client, op)

@@ -20,7 +20,7 @@ sessions_cli = AppGroup("sessions", help="Citizens' SSO sessions.")
 def end_sessions(nik: str, reason: str) -> None:
     """End every SSO session of the citizen with NIK and revoke every portal grant (refresh tokens
     included); back-channel logout reaches their portals."""
-    citizen = get_session().scalar(select(Citizen).where(Citizen.nik == nik.strip()))
+    citizen = get_session().scalar(select(Citizen).where(Citizen.open_with_nik(nik.strip())))
     if citizen is None:
         raise click.ClickException("no citizen with that NIK")
     with unit_of_work():

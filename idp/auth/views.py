@@ -89,7 +89,7 @@ def login() -> Any:
     if attempt.blocked:
         return _throttled(form, interaction, attempt.throttle)
 
-    citizen = get_session().scalar(select(Citizen).where(Citizen.nik == nik.value))
+    citizen = get_session().scalar(select(Citizen).where(Citizen.open_with_nik(nik.value)))
     password = form.password.data or ""
     if citizen is None:
         passwords.burn_time()  # same cost as a real check: timing must not reveal registration
@@ -186,7 +186,7 @@ def forgot_password() -> Any:
         form.nik.errors = [NIK_PROBLEMS[e.reason]]
         return render_template("auth/forgot.html", form=form), 400
     db = get_session()
-    citizen = db.scalar(select(Citizen).where(Citizen.nik == nik.value))
+    citizen = db.scalar(select(Citizen).where(Citizen.open_with_nik(nik.value)))
     if citizen is not None and reset.send_reset_link(db, citizen):
         audit.append("password_reset_requested", citizen_id=citizen.id, actor="anonymous")
     else:

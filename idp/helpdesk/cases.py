@@ -188,7 +188,7 @@ def lookup(session: Session, member: StaffMember, case: HelpdeskCase, nik: str,
                      case=case.reference, reason="daily_cap", count=count)
         raise CaseRefused(_("You have reached today's limit of %(cap)d lookups. A supervisor was "
                             "told.", cap=cap))
-    citizen = session.scalar(select(Citizen).where(Citizen.nik == nik))
+    citizen = session.scalar(select(Citizen).where(Citizen.open_with_nik(nik)))
     if citizen is None:
         audit.append("helpdesk_lookup", actor=_actor(member), session=session, case=case.reference,
                      reason=_scrub(reason), found=False)

@@ -81,7 +81,7 @@ def seed_bulk_residents(engine: Engine, count: int, *, progress: bool = True) ->
 def ensure_demo_citizen(session: Session, person: synthetic.DemoPerson) -> Citizen:
     """The demo person's account, created (with a verified email) the first time only."""
     assert person.email and person.password
-    citizen = session.scalar(select(Citizen).where(Citizen.nik == person.nik))
+    citizen = session.scalar(select(Citizen).where(Citizen.open_with_nik(person.nik)))
     if citizen is None:
         citizen = Citizen(nik=person.nik, full_name=person.full_name, email=person.email,
                           email_verified=True, password_hash=hash_password(person.password))

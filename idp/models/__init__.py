@@ -2,14 +2,14 @@
 
 from idp.models.audit import AuditEvent
 from idp.models.base import Base
-from idp.models.citizen import Citizen, IdentityVerification, OutboxMessage, Resident
+from idp.models.citizen import AccountClosure, Citizen, IdentityVerification, OutboxMessage, Resident
 from idp.models.consent import ClaimRelease, ConsentRecord
 from idp.models.helpdesk import CaseAction, CaseEvent, FactorWaiting, HelpdeskCase, StaffMember
 from idp.models.mfa import Passkey, RecoveryCode, TotpAuthenticator
-from idp.models.oidc import Client, Grant, LogoutDelivery, SigningKey, Token
+from idp.models.oidc import Client, Grant, LogoutDelivery, ServiceRating, SigningKey, Token
 from idp.models.store import StoreEntry, StoreSetMember
 
-__all__ = ["AuditEvent", "Base", "CaseAction", "CaseEvent", "Citizen", "ClaimRelease", "Client",
-           "ConsentRecord", "FactorWaiting", "Grant", "HelpdeskCase", "IdentityVerification",
-           "LogoutDelivery", "OutboxMessage", "Passkey", "RecoveryCode", "Resident", "SigningKey",
-           "StaffMember", "StoreEntry", "StoreSetMember", "Token", "TotpAuthenticator"]
+__all__ = ["AccountClosure", "AuditEvent", "Base", "CaseAction", "CaseEvent", "Citizen", "ClaimRelease",
+           "Client", "ConsentRecord", "FactorWaiting", "Grant", "HelpdeskCase", "IdentityVerification",
+           "LogoutDelivery", "OutboxMessage", "Passkey", "RecoveryCode", "Resident", "ServiceRating",
+           "SigningKey", "StaffMember", "StoreEntry", "StoreSetMember", "Token", "TotpAuthenticator"]

@@ -6,10 +6,23 @@ import datetime as dt
 import uuid
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Date, ForeignKey, Integer, String, Text, Uuid
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    ColumnElement,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    Uuid,
+    and_,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
-from idp.models.base import Base, timestamp, timestamp_or_none, utcnow, uuid_pk
+from idp.models.base import Base, UTCDateTime, timestamp, timestamp_or_none, utcnow, uuid_pk
 
 
 class Resident(Base):
@@ -37,7 +50,9 @@ class Citizen(Base):
     __tablename__ = "citizen"
 
     id: Mapped[uuid_pk]
-    nik: Mapped[str] = mapped_column(String(16), unique=True, index=True)
+    # Unique among open accounts only: a closed account keeps its NIK (its audit rows and consent
+    # history point at it) and the resident may register again.
+    nik: Mapped[str] = mapped_column(String(16))
     full_name: Mapped[str] = mapped_column(String(200))
     email: Mapped[str | None] = mapped_column(String(255), nullable=True)
     email_verified: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -46,17 +61,37 @@ class Citizen(Base):
     password_hash: Mapped[str] = mapped_column(Text)
     password_changed_at: Mapped[timestamp]
     locale: Mapped[str] = mapped_column(String(8), default="id")
+    # An IANA zone (Asia/Jakarta, Asia/Makassar, Asia/Jayapura); None: the zone of the NIK's province.
+    time_zone: Mapped[str | None] = mapped_column(String(32), nullable=True)
     # Kept for the helpdesk's counter checks; identity checks are ``IdentityVerification`` rows, and
     # no level of authentication depends on it.
     in_person_verified_at: Mapped[timestamp_or_none]
     created_at: Mapped[timestamp]
 
+    # Set when the account was closed (``account.closing``): no login, no tokens, no contacts.
+    closed_at: Mapped[timestamp_or_none]
+
+    __table_args__ = (
+        Index("ix_citizen_nik", "nik"),
+        Index("uq_citizen_open_nik", "nik", unique=True, postgresql_where=text("closed_at IS NULL"),
+              sqlite_where=text("closed_at IS NULL")),
+    )
+
     def touch_password(self) -> None:
         self.password_changed_at = utcnow()
 
+    @staticmethod
+    def open_with_nik(nik: str) -> ColumnElement[bool]:
+        """The condition that finds the open account of a NIK (closed ones keep theirs)."""
+        return and_(Citizen.nik == nik, Citizen.closed_at.is_(None))
+
 
 class OutboxMessage(Base):
-    """A message to a citizen's email or phone. A delivery worker (or /dev/outbox) reads it."""
+    """A message to a citizen's email or phone, sent by the delivery worker (``idp.outbox``).
+
+    ``status``: pending (due at ``next_attempt_at``), sending (claimed by a worker until
+    ``lease_until``), sent, or failed (given up, or its worker stopped mid-send: never sent twice).
+    """
 
     __tablename__ = "outbox_message"
 
@@ -69,7 +104,32 @@ class OutboxMessage(Base):
     subject: Mapped[str] = mapped_column(String(255))
     body: Mapped[str] = mapped_column(Text)
     created_at: Mapped[timestamp]
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[timestamp]
+    lease_until: Mapped[timestamp_or_none]
+    last_error: Mapped[str | None] = mapped_column(String(255), nullable=True)
     sent_at: Mapped[timestamp_or_none]
+
+    __table_args__ = (Index("ix_outbox_message_due", "status", "next_attempt_at"),)
+
+
+class AccountClosure(Base):
+    """A citizen's request to close their account (UU PDP): it waits ``due_at`` (7 days), while a
+    link on every channel can cancel it, then ``account.closing`` closes the account."""
+
+    __tablename__ = "account_closure"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    citizen_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("citizen.id", ondelete="CASCADE"),
+                                                  index=True)
+    requested_at: Mapped[timestamp]
+    due_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    cancel_hash: Mapped[str] = mapped_column(String(64), unique=True)  # SHA-256 of the link's token
+    status: Mapped[str] = mapped_column(String(16), default="waiting")  # waiting, cancelled, closed
+    ended_at: Mapped[timestamp_or_none]
+
+    __table_args__ = (Index("ix_account_closure_due", "status", "due_at"),)
 
 
 class IdentityVerification(Base):

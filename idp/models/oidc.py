@@ -18,6 +18,11 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from idp.models.base import Base, UTCDateTime, secret_digest, timestamp, timestamp_or_none, uuid_pk
 
+#: The life events and needs the services home groups portals by (Perpres 82/2023): a fixed list,
+#: translated for citizens in ``idp.services.catalogue``; the operator assigns them per portal.
+LIFE_EVENTS = ("birth", "education", "health", "social_assistance", "work", "business", "tax",
+               "population_documents", "retirement", "death")
+
 #: The two ways of sending a client secret (RFC 6749 §2.3.1): HTTP Basic, or in the request body.
 SECRET_METHODS = ("client_secret_basic", "client_secret_post")
 
@@ -51,6 +56,11 @@ class Client(Base, ClientMixin):
     accepted_factors: Mapped[list[str]] = mapped_column(JSON, default=list)  # empty: any
     # The portal serves only citizens whose identity was checked in person (a KTP-el at a counter).
     requires_in_person: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The services home (``/layanan``): the life events the service belongs to, where SatuID starts
+    # its sign-in (OIDC Core §4, third-party initiated login) and its complaint channel.
+    life_events: Mapped[list[str]] = mapped_column(JSON, default=list)
+    initiate_login_uri: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    complaint_uri: Mapped[str | None] = mapped_column(String(500), nullable=True)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[timestamp]
 
@@ -178,3 +188,19 @@ class LogoutDelivery(Base):
     last_error: Mapped[str | None] = mapped_column(String(255), nullable=True)
     created_at: Mapped[timestamp]
     delivered_at: Mapped[timestamp_or_none]
+
+
+class ServiceRating(Base):
+    """A citizen's rating of a service they used (1–5, an optional comment): one per month."""
+
+    __tablename__ = "service_rating"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    citizen_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("citizen.id", ondelete="CASCADE"))
+    client_id: Mapped[str] = mapped_column(String(100), ForeignKey("oidc_client.client_id"), index=True)
+    month: Mapped[str] = mapped_column(String(7))  # "2026-11", in UTC+7 (WIB)
+    score: Mapped[int] = mapped_column(Integer)
+    comment: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[timestamp]
+
+    __table_args__ = (Index("uq_service_rating_month", "citizen_id", "client_id", "month", unique=True),)

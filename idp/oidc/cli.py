@@ -18,6 +18,7 @@ from idp.auth.mfa.factors import FACTORS
 from idp.db import get_session, unit_of_work
 from idp.models import Client, SigningKey
 from idp.models.base import secret_digest
+from idp.models.oidc import LIFE_EVENTS
 from idp.oidc import clients as registry
 from idp.oidc import keys
 from idp.oidc.logout import deliver_due
@@ -57,12 +58,19 @@ def _client(client_id: str) -> Client:
 @click.option("--description", default="")
 @click.option("--category", default="")
 @click.option("--logo-uri", default=None)
+@click.option("--life-event", "life_events", multiple=True, type=click.Choice(LIFE_EVENTS),
+              help="Repeatable; where the services home lists the portal.")
+@click.option("--initiate-login-uri", default=None,
+              help="Where SatuID starts the portal's sign-in (OIDC Core §4).")
+@click.option("--complaint-uri", default=None, help="The portal's complaint channel (e.g. SP4N-LAPOR!).")
 def clients_create(name: str, client_id: str | None, redirect_uris: tuple[str, ...],
                    post_logout_uris: tuple[str, ...], scopes: tuple[str, ...], auth_method: str,
                    backchannel_logout_uri: str | None, sector: str | None, jwks_file: Any,
                    jwks_uri: str | None, id_token_alg: str, minimum_loa: int,
                    accepted_factors: tuple[str, ...], requires_in_person: bool, purpose: str,
-                   description: str, category: str, logo_uri: str | None) -> None:
+                   description: str, category: str, logo_uri: str | None,
+                   life_events: tuple[str, ...], initiate_login_uri: str | None,
+                   complaint_uri: str | None) -> None:
     """Register a portal; prints it as JSON, with its client_secret (shown this once)."""
     session = get_session()
     try:
@@ -75,6 +83,8 @@ def clients_create(name: str, client_id: str | None, redirect_uris: tuple[str, .
             jwks_uri=jwks_uri, id_token_signed_response_alg=id_token_alg, minimum_loa=minimum_loa,
             accepted_factors=list(accepted_factors), requires_in_person=requires_in_person,
             purpose=purpose, description=description, category=category, logo_uri=logo_uri,
+            life_events=list(life_events), initiate_login_uri=initiate_login_uri,
+            complaint_uri=complaint_uri,
         )
         audit.append("client_registered", actor="operator", client_id=client.client_id)
         session.commit()
@@ -100,6 +110,44 @@ def clients_list() -> None:
 @click.argument("client_id")
 def clients_show(client_id: str) -> None:
     click.echo(json.dumps(registry.describe(_client(client_id)), indent=2))
+
+
+@clients_cli.command("update")
+@click.argument("client_id")
+@click.option("--name", default=None)
+@click.option("--description", default=None)
+@click.option("--category", default=None)
+@click.option("--purpose", default=None)
+@click.option("--logo-uri", default=None, help="Empty to remove.")
+@click.option("--life-event", "life_events", multiple=True, type=click.Choice(LIFE_EVENTS),
+              help="Repeatable; replaces the list.")
+@click.option("--no-life-events", is_flag=True, help="Take the portal off the services home.")
+@click.option("--initiate-login-uri", default=None, help="Empty to remove.")
+@click.option("--complaint-uri", default=None, help="Empty to remove.")
+@click.option("--redirect-uri", "redirect_uris", multiple=True, help="Repeatable; replaces the list.")
+@click.option("--post-logout-uri", "post_logout_uris", multiple=True, help="Repeatable; replaces.")
+@click.option("--backchannel-logout-uri", default=None, help="Empty to remove.")
+def clients_update(client_id: str, life_events: tuple[str, ...], no_life_events: bool,
+                   redirect_uris: tuple[str, ...], post_logout_uris: tuple[str, ...],
+                   **options: str | None) -> None:
+    """Change how a portal presents itself and where it is reached; prints it as JSON."""
+    fields: dict[str, Any] = {name: value for name, value in options.items() if value is not None}
+    if life_events or no_life_events:
+        fields["life_events"] = [] if no_life_events else list(dict.fromkeys(life_events))
+    if redirect_uris:
+        fields["redirect_uris"] = list(redirect_uris)
+    if post_logout_uris:
+        fields["post_logout_redirect_uris"] = list(post_logout_uris)
+    try:
+        with unit_of_work():
+            client = _client(client_id)
+            changed = registry.update(client, **fields)
+            if changed:
+                audit.append("client_updated", actor="operator", client_id=client_id, fields=changed)
+            out = registry.describe(client)
+    except registry.ClientError as e:
+        raise click.ClickException(str(e)) from e
+    click.echo(json.dumps(out, indent=2))
 
 
 @clients_cli.command("disable")
@@ -184,13 +232,17 @@ DEMO_PORTALS: list[dict[str, Any]] = [
      "secret": "demo-secret-portal-kesehatan-0001",
      "scopes": ["openid", "profile", "email", "phone", "address", "offline_access", "nik"],
      "category": "health", "purpose": "Mendaftarkan Anda untuk layanan kesehatan dan menampilkan "
-                                      "riwayat kunjungan Anda."},
+                                      "riwayat kunjungan Anda.",
+     "description": "Pendaftaran layanan kesehatan, riwayat kunjungan, dan imunisasi anak.",
+     "life_events": ["health", "birth"], "complaint": "https://www.lapor.go.id/"},
     {"client_id": "portal-bansos", "name": "Portal Bantuan Sosial",
      "sector": "bansos.demo.satuid.id", "env": "SATUID_DEMO_SOCIAL_URL",
      "url": "http://127.0.0.1:5002", "secret_env": "SATUID_DEMO_SOCIAL_SECRET",
      "secret": "demo-secret-portal-bansos-0002",
      "scopes": ["openid", "profile", "email", "phone", "address", "offline_access"],
-     "category": "social assistance", "purpose": "Memeriksa kelayakan Anda untuk bantuan sosial."},
+     "category": "social assistance", "purpose": "Memeriksa kelayakan Anda untuk bantuan sosial.",
+     "description": "Cek kelayakan dan status bantuan sosial keluarga Anda.",
+     "life_events": ["social_assistance"], "complaint": "https://www.lapor.go.id/"},
 ]
 
 
@@ -207,6 +259,8 @@ def seed_demo_clients(session: Session) -> list[dict[str, Any]]:
             backchannel_logout_uri=f"{base}/auth/backchannel-logout",
             sector_identifier=portal["sector"], category=portal["category"],
             purpose=portal["purpose"], token_endpoint_auth_method="client_secret_basic",
+            description=portal["description"], life_events=list(portal["life_events"]),
+            initiate_login_uri=f"{base}/auth/initiate", complaint_uri=portal["complaint"],
         )
         client = session.get(Client, portal["client_id"])
         if client is None:

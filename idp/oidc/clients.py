@@ -26,7 +26,7 @@ from idp import state
 from idp.auth.mfa.factors import FACTORS
 from idp.models import Client
 from idp.models.base import secret_digest
-from idp.models.oidc import SECRET_METHODS
+from idp.models.oidc import LIFE_EVENTS, SECRET_METHODS
 from idp.oidc.claims import SUPPORTED_SCOPES
 from idp.state import ClientKeySet, Stamp
 
@@ -65,8 +65,10 @@ def register(session: Session, *, name: str, redirect_uris: list[str], client_id
         raise ClientError("at least one redirect URI is required")
     for uri in [*redirect_uris, *fields.get("post_logout_redirect_uris", [])]:
         _check_uri(uri)
-    if fields.get("backchannel_logout_uri"):
-        _check_uri(fields["backchannel_logout_uri"])
+    for uri_field in ("backchannel_logout_uri", "initiate_login_uri", "complaint_uri"):
+        if fields.get(uri_field):
+            _check_uri(fields[uri_field])
+    check_life_events(fields.get("life_events", []))
     method = fields.get("token_endpoint_auth_method", "client_secret_basic")
     if method not in AUTH_METHODS:
         raise ClientError(f"unknown auth method {method}")
@@ -85,6 +87,42 @@ def register(session: Session, *, name: str, redirect_uris: list[str], client_id
                     secret_hash=secret_digest(secret) if secret else None, **fields)
     session.add(client)
     return client, secret
+
+
+def check_life_events(events: list[str]) -> None:
+    unknown = [e for e in events if e not in LIFE_EVENTS]
+    if unknown:
+        raise ClientError(f"unknown life events: {' '.join(unknown)} (known: {' '.join(LIFE_EVENTS)})")
+
+
+#: What ``update`` may change: how the portal presents itself and where it is reached.
+UPDATABLE = ("name", "description", "category", "purpose", "logo_uri", "life_events",
+             "initiate_login_uri", "complaint_uri", "redirect_uris", "post_logout_redirect_uris",
+             "backchannel_logout_uri")
+
+
+def update(client: Client, **fields: Any) -> list[str]:
+    """Change a portal's registration (fields left out stay); returns the names that changed.
+    An empty string clears an optional URI."""
+    unknown = set(fields) - set(UPDATABLE)
+    if unknown:
+        raise ClientError(f"cannot update: {' '.join(sorted(unknown))}")
+    if "redirect_uris" in fields and not fields["redirect_uris"]:
+        raise ClientError("at least one redirect URI is required")
+    for uri in [*fields.get("redirect_uris", []), *fields.get("post_logout_redirect_uris", [])]:
+        _check_uri(uri)
+    for name in ("backchannel_logout_uri", "initiate_login_uri", "complaint_uri", "logo_uri"):
+        if fields.get(name):
+            _check_uri(fields[name])
+        elif name in fields:
+            fields[name] = None
+    check_life_events(fields.get("life_events", []))
+    changed = []
+    for name, value in fields.items():
+        if getattr(client, name) != value:
+            setattr(client, name, value)
+            changed.append(name)
+    return changed
 
 
 def check_assurance(minimum_loa: int, accepted_factors: list[str]) -> None:
@@ -131,7 +169,9 @@ def describe(client: Client) -> dict[str, Any]:
         "backchannel_logout_uri": client.backchannel_logout_uri,
         "id_token_signed_response_alg": client.id_token_signed_response_alg,
         "minimum_loa": client.minimum_loa, "accepted_factors": client.accepted_factors,
-        "requires_in_person": client.requires_in_person, "active": client.active,
+        "requires_in_person": client.requires_in_person, "life_events": client.life_events,
+        "initiate_login_uri": client.initiate_login_uri, "complaint_uri": client.complaint_uri,
+        "active": client.active,
     }
 
 

@@ -121,7 +121,7 @@ def register() -> Any:
     # A NIK that already has an account goes on exactly like a new one: the answer only reaches
     # whoever controls the contact given next (and the account's owner is told), so the page
     # cannot be used to learn who has a SatuID account.
-    existing = get_session().scalar(select(Citizen.id).where(Citizen.nik == nik.value))
+    existing = get_session().scalar(select(Citizen.id).where(Citizen.open_with_nik(nik.value)))
 
     token = secrets.token_urlsafe(24)
     _save(token, Registration(nik=nik.value, full_name=resident.full_name,
