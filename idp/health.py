@@ -9,6 +9,7 @@ from sqlalchemy import func, select, text
 
 from idp.db import get_engine, get_session
 from idp.models import AuditEvent, Citizen, OutboxMessage
+from idp.outbox.delivery import STATUSES as OUTBOX_STATUSES
 from idp.store import get_store
 
 bp = Blueprint("health", __name__)
@@ -45,10 +46,12 @@ def metrics() -> Response:
     lines = [
         "# TYPE satuid_citizens gauge",
         f"satuid_citizens {s.scalar(select(func.count()).select_from(Citizen))}",
-        "# TYPE satuid_outbox_pending gauge",
-        "satuid_outbox_pending "
-        f"{s.scalar(select(func.count()).select_from(OutboxMessage).where(OutboxMessage.sent_at.is_(None)))}",
     ]
+    outbox = dict(s.execute(select(OutboxMessage.status, func.count())
+                            .group_by(OutboxMessage.status)).all())
+    lines.append("# TYPE satuid_outbox_messages gauge")
+    lines += [f'satuid_outbox_messages{{status="{status}"}} {outbox.get(status, 0)}'
+              for status in OUTBOX_STATUSES]
     for event, count in s.execute(
         select(AuditEvent.event, func.count()).group_by(AuditEvent.event)
     ):

@@ -1,8 +1,9 @@
 """Notifications to citizens through a database outbox.
 
-Messages are rows; a delivery worker (an SMS/email gateway adapter, outside this repository's scope)
-marks them sent. In development the page ``/dev/outbox`` shows them, so the demo and the tests can
-read a verification code the way a citizen would read their phone.
+A message is a row queued in the unit of work that caused it, so a change that is rolled back sends
+nothing. ``flask outbox deliver`` (``delivery.py``) sends the rows by email and SMS. In development
+the page ``/dev/outbox`` shows them, so the demo and the tests can read a verification code the way a
+citizen would read their phone.
 """
 
 from __future__ import annotations
