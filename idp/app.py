@@ -19,9 +19,11 @@ from sqlalchemy import event
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from idp import audit, cli, db, errors, health, i18n, logs, outbox, security, store
+from idp.account import cli as account_cli
 from idp.account import views as account
 from idp.account.views import AccountSection
 from idp.auth import cli as auth_cli
+from idp.auth import current
 from idp.auth import session as sso
 from idp.auth import views as login
 from idp.auth.mfa import cli as mfa_cli
@@ -39,6 +41,7 @@ from idp.oidc import cli as oidc_cli
 from idp.oidc import logout, server
 from idp.oidc.endpoints import authorization
 from idp.oidc.endpoints import views as oidc_endpoints
+from idp.outbox import cli as outbox_cli
 from idp.registration import views as registration
 from idp.services import cli as services_cli
 from idp.services import views as services
@@ -77,7 +80,7 @@ PARTS = (
     Part("helpdesk", blueprints=(helpdesk.bp, helpdesk_citizen.bp),         # /helpdesk
          commands=(helpdesk_cli.staff_cli, helpdesk_cli.helpdesk_cli),
          account_sections=(AccountSection("cases.mine", _l("Helpdesk cases about you")),)),
-    Part("outbox", blueprints=(outbox.bp,)),                                # /dev/outbox
+    Part("outbox", blueprints=(outbox.bp,), commands=(outbox_cli.outbox_cli,)),  # /dev/outbox
 )
 
 
@@ -112,7 +115,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.extensions["idp.store"] = store.make_store(settings.redis_url, db.engine_of(app),
                                                    settings.redis_prefix, db.current_connection)
     app.extensions["idp.registry"] = DatabaseRegistry(db.get_session)
-    i18n.init_app(app)
+    i18n.init_app(app, time_zone=current.time_zone)
     security.init_app(app)
     errors.init_app(app)
     logs.init_app(app)
@@ -126,7 +129,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     sections = [section for part in PARTS for section in part.account_sections]
     app.register_blueprint(account.create_blueprint(sections))             # /account
     seeders = [seeder for part in PARTS for seeder in part.seeders]
-    cli.init_app(app, [identity_cli.make_seed_command(seeders),
+    cli.init_app(app, [identity_cli.make_seed_command(seeders), account_cli.accounts_cli,
                        *(command for part in PARTS for command in part.commands)])
     # The protocol endpoints authenticate clients, not browser forms (the logout confirmation
     # page checks its own token).

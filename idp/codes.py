@@ -56,7 +56,12 @@ SECOND_FACTOR_SMS = Purpose("mfa-sms", "mfa", ttl=5 * 60, attempts=5, sends_per_
                             sends_per_network=20)
 PHONE_VERIFICATION = Purpose("phone", "phone", ttl=10 * 60, attempts=5, sends_per_subject=4,
                              sends_per_recipient=5, sends_per_network=20)
+EMAIL_VERIFICATION = Purpose("email", "email", ttl=10 * 60, attempts=5, sends_per_subject=4,
+                             sends_per_recipient=5, sends_per_network=20)
 PASSWORD_RESET = LinkPurpose("password-reset", ttl=15 * 60)
+# Sent to the address or number a citizen replaced: "this was not me" opens a helpdesk case. It
+# lives a month, since the owner of an abandoned mailbox may read it late.
+CONTACT_NOT_ME = LinkPurpose("contact-not-me", ttl=30 * 24 * 3600)
 
 
 class SendRefused(Exception):

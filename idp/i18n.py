@@ -1,17 +1,28 @@
-"""Bahasa Indonesia (default) and English, via Flask-Babel.
+"""Bahasa Indonesia (default) and English, and Indonesia's three time zones, via Flask-Babel.
 
-The choice comes from ``?lang=`` (remembered in the UI cookie), then the remembered choice, then the
-pending authorization's ``ui_locales`` (``prefer``), then Indonesian.
+The language comes from ``?lang=`` (remembered in the UI cookie), then the remembered choice, then the
+pending authorization's ``ui_locales`` (``prefer``), then Indonesian. Times are shown in the zone
+the composition root's ``time_zone`` hook gives (the signed-in citizen's), else WIB, and always
+with their zone's name (WIB, WITA, WIT): a time without its zone means three different times here.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Callable
+
+from babel import dates
 from flask import Flask, g, request, session
-from flask_babel import Babel
+from flask_babel import Babel, format_datetime, get_locale, get_timezone
 
 LOCALES = ("id", "en")
 DEFAULT_LOCALE = "id"
 _PREFERRED = "i18n_ui_locales"  # this request's ui_locales (OIDC Core §3.1.2.1), set by ``prefer``
+
+
+#: Indonesia's zones (no daylight saving), by their IANA names, with the names citizens use.
+ZONES = {"Asia/Jakarta": "WIB", "Asia/Makassar": "WITA", "Asia/Jayapura": "WIT"}
+DEFAULT_ZONE = "Asia/Jakarta"
 
 
 def prefer(ui_locales: str) -> None:
@@ -34,10 +45,33 @@ def select_locale() -> str:
     return DEFAULT_LOCALE
 
 
-def init_app(app: Flask) -> None:
+def localtime(value: dt.datetime | int | float | None, fmt: str = "d MMM y, HH.mm",
+              zone: str | None = None) -> str:
+    """A moment as a citizen reads it: in their zone (this request's, or ``zone`` for a message to
+    someone else), with the zone's name: "24 Nov 2026, 14.05 WITA"."""
+    if value is None:
+        return ""
+    if not isinstance(value, dt.datetime):
+        value = dt.datetime.fromtimestamp(value, dt.UTC)
+    if zone is None:
+        zone = str(get_timezone())
+        text = format_datetime(value, fmt)
+    else:
+        text = dates.format_datetime(value, fmt, tzinfo=dates.get_timezone(zone), locale=get_locale())
+    return f"{text} {ZONES.get(zone, zone)}"
+
+
+def init_app(app: Flask, time_zone: Callable[[], str | None] = lambda: None) -> None:
+    """``time_zone``: the zone of whoever this request is for (None: WIB)."""
     app.config.setdefault("BABEL_DEFAULT_LOCALE", DEFAULT_LOCALE)
     app.config["BABEL_TRANSLATION_DIRECTORIES"] = ";".join(translation_dirs())
-    Babel(app, locale_selector=select_locale)
+
+    def select_time_zone() -> str:
+        zone = time_zone()
+        return zone if zone in ZONES else DEFAULT_ZONE
+
+    Babel(app, locale_selector=select_locale, timezone_selector=select_time_zone)
+    app.add_template_filter(localtime, "localtime")
 
     @app.template_filter("merge_lang")
     def _merge_lang(args: dict[str, str], code: str) -> str:

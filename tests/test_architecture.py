@@ -21,6 +21,7 @@ PACKAGE = ROOT / "idp"
 LAYERS = {
     # infrastructure
     "config": 0, "clock": 0, "models": 0, "db": 1, "store": 1, "i18n": 1, "logs": 1, "security": 1,
+    "useragents": 1,
     "state": 2,
     "audit": 2, "outbox": 2, "codes": 3, "interaction": 3, "errors": 2, "revocation": 3,
     # domain

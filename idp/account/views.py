@@ -1,4 +1,5 @@
-"""``/account``: the citizen's home page and their SSO sessions.
+"""``/account``: the citizen's home page and their SSO sessions; with ``changes`` (password, email,
+preferences) and ``rights`` (download, closure) the whole of the citizen's account.
 
 The home page links to the account sections other parts provide (security, consents...); the list is
 given to ``create_blueprint`` by the composition root, so this module needs to know none of them.
@@ -6,7 +7,6 @@ given to ``create_blueprint`` by the composition root, so this module needs to k
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -17,9 +17,12 @@ from flask_wtf import FlaskForm
 from werkzeug.wrappers import Response
 
 from idp import audit
+from idp.account import changes, closing, rights
 from idp.auth import session as sso
 from idp.auth.current import current_citizen, login_required
+from idp.db import get_session
 from idp.identity import nik as nikmod
+from idp.useragents import device_name
 
 
 @dataclass(frozen=True)
@@ -30,17 +33,14 @@ class AccountSection:
     label: LazyString
 
 
-def _unixtime(value: int) -> str:
-    return dt.datetime.fromtimestamp(value, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-
-
 def home(sections: Sequence[AccountSection]) -> str:
     citizen = current_citizen()
     current = sso.current()
     assert citizen is not None and current is not None
     sessions = sorted(sso.sessions_of(str(citizen.id)), key=lambda s: -s.last_seen)
     return render_template("account/home.html", citizen=citizen, masked_nik=nikmod.mask(citizen.nik),
-                           sessions=sessions, current_sid=current.sid,
+                           sessions=sessions, current_sid=current.sid, device_name=device_name,
+                           closure=closing.pending(get_session(), citizen.id),
                            sections=[(s.endpoint, s.label) for s in sections], form=FlaskForm())
 
 
@@ -74,5 +74,6 @@ def create_blueprint(sections: Sequence[AccountSection]) -> Blueprint:
         return home(shown)
 
     bp.add_url_rule("/sessions/end", "end_session", login_required(end_session), methods=["POST"])
-    bp.add_app_template_filter(_unixtime, "unixtime")
+    changes.register(bp)
+    rights.register(bp)
     return bp

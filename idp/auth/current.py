@@ -11,6 +11,7 @@ from flask import g, redirect, request, url_for
 
 from idp.auth import session as sso
 from idp.db import get_session
+from idp.identity import nik as nikmod
 from idp.models import Citizen
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -25,7 +26,15 @@ def current_citizen() -> Citizen | None:
     if cached is None or str(cached.id) != session.citizen_id:
         cached = get_session().get(Citizen, uuid.UUID(session.citizen_id))
         setattr(g, _CITIZEN, cached)
-    return cached
+    return cached if cached is not None and cached.closed_at is None else None
+
+
+def time_zone() -> str | None:
+    """The signed-in citizen's zone: their choice, else their NIK's province's (``i18n`` hook)."""
+    citizen = current_citizen()
+    if citizen is None:
+        return None
+    return citizen.time_zone or nikmod.time_zone_of(citizen.nik)
 
 
 def login_required(view: F) -> F:

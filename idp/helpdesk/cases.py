@@ -37,13 +37,14 @@ from flask_babel import lazy_gettext as _l
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from idp import audit, clock, outbox, revocation, state
+from idp import audit, clock, i18n, outbox, revocation, state
 from idp.auth import lockout, reset
 from idp.auth import session as sso
 from idp.auth.mfa import waiting
 from idp.config import Settings
 from idp.db import rowcount
 from idp.identity import contact as contacts
+from idp.identity import nik as nikmod
 from idp.identity import verification
 from idp.identity.registry import get_registry, normalise_name, same_name
 from idp.models import (
@@ -355,7 +356,8 @@ def approve(session: Session, member: StaffMember, action: CaseAction) -> None:
           _l("The SatuID helpdesk approved a change to your account (case %(case)s): %(action)s. "
              "It takes effect on %(when)s. If you did not ask for it, cancel it with this link: "
              "%(link)s"), case=case.reference, action=ACTIONS[action.kind].label,
-          when=action.effective_at.strftime("%Y-%m-%d %H:%M UTC"), link=link)
+          when=i18n.localtime(action.effective_at, "dd-MM-y HH.mm",
+                             zone=citizen.time_zone or nikmod.time_zone_of(citizen.nik)), link=link)
 
 
 def reject(session: Session, member: StaffMember, action: CaseAction) -> None:
@@ -480,7 +482,7 @@ def close(session: Session, member: StaffMember, case: HelpdeskCase, outcome: st
 
 # ---- the citizen's "not me" ------------------------------------------------------------------------
 
-REPORT_KINDS = ("release", "consent", "session")
+REPORT_KINDS = ("release", "consent", "session")  # from the account pages; "contact" from a link
 
 
 def report_not_me(session: Session, citizen: Citizen, kind: str, entry: dict[str, str],
@@ -508,6 +510,18 @@ def report_not_me(session: Session, citizen: Citizen, kind: str, entry: dict[str
           _l("You reported something you do not recognise on your SatuID account. The helpdesk "
              "opened case %(case)s and will look into it."), case=case.reference)
     return case
+
+
+def tell_reporter(session: Session, citizen: Citizen, case: HelpdeskCase, channel: str,
+                  recipient: str) -> None:
+    """Answer a report made from a replaced contact at that contact: the citizen's current ones
+    may be the intruder's."""
+    with force_locale(citizen.locale):
+        outbox.send(session, channel=channel, recipient=recipient, citizen_id=citizen.id,
+                    subject=_("SatuID: your report reached the helpdesk"),
+                    body=_("You reported a change to your SatuID account that you did not make. "
+                           "Every device was logged out and services lost access. The helpdesk "
+                           "opened case %(case)s and will contact you here.", case=case.reference))
 
 
 def cases_of(session: Session, citizen_id: uuid.UUID) -> list[tuple[HelpdeskCase, list[CaseAction]]]:

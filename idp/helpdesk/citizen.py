@@ -1,5 +1,6 @@
 """The citizen's side of the helpdesk: the cases about them, cancelling a pending change, and
-"Bukan saya / Not me" on the entries of their account they do not recognise."""
+"Bukan saya / Not me" on the entries of their account they do not recognise, or from the link sent
+to a contact that was replaced."""
 
 from __future__ import annotations
 
@@ -11,11 +12,13 @@ from flask_babel import gettext as _
 from flask_wtf import FlaskForm
 from werkzeug.wrappers import Response
 
+from idp import codes, revocation
 from idp.auth import session as sso
 from idp.auth.current import current_citizen, login_required
 from idp.db import get_session
 from idp.helpdesk import cases
 from idp.helpdesk.forms import NotMeForm
+from idp.identity.contact import Replaced, mask
 from idp.models import CaseAction, Citizen, ClaimRelease, Client, ConsentRecord, HelpdeskCase
 
 bp = Blueprint("cases", __name__)
@@ -133,3 +136,32 @@ def not_me(kind: str, ref: str) -> Any:
                 case=case.reference), "success")
         return redirect(url_for("cases.mine"))
     return render_template("helpdesk/not_me.html", form=form, kind=kind, entry=entry, client=client)
+
+
+@bp.route("/account/not-me/contact/<token>", methods=["GET", "POST"])
+def contact_not_me(token: str) -> Any:
+    """The link sent to a replaced email address or phone number: no login needed, since whoever
+    replaced it may hold the password. Reporting ends every session and every portal's access and
+    opens a case that keeps the old contact, so the helpdesk can reach the owner there."""
+    raw = codes.link_subject(codes.CONTACT_NOT_ME, token)
+    replaced = Replaced.load(raw) if raw else None
+    db = get_session()
+    citizen = db.get(Citizen, uuid.UUID(replaced.citizen_id)) if replaced else None
+    if replaced is None or citizen is None or citizen.closed_at is not None:
+        return render_template("error.html", title=_("This link no longer works"),
+                               message=_("It was already used or is too old. Call the SatuID "
+                                         "helpdesk if you need help.")), 404
+    form = FlaskForm()
+    if request.method == "POST":
+        if not form.validate_on_submit():
+            abort(400)
+        if codes.redeem_link(codes.CONTACT_NOT_ME, token) != raw:
+            abort(404)
+        entry = {"channel": replaced.channel, "previous": replaced.previous, "new": mask(replaced.new)}
+        case = cases.report_not_me(db, citizen, "contact", entry, None, end_grants=False,
+                                   end_sessions=True, current_sid=None)
+        revocation.revoke_grants(citizen.id, None, reason="not_me")
+        cases.tell_reporter(db, citizen, case, replaced.channel, replaced.previous)
+        return render_template("helpdesk/contact_reported.html", case=case)
+    return render_template("helpdesk/contact_not_me.html", form=form, replaced=replaced,
+                           new=mask(replaced.new))

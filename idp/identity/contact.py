@@ -6,7 +6,17 @@ citizen typed them (0812..., 62812..., +62 812-...).
 
 from __future__ import annotations
 
+import json
 import re
+from dataclasses import asdict, dataclass
+
+from flask import current_app, url_for
+from flask_babel import force_locale
+from flask_babel import gettext as _
+from sqlalchemy.orm import Session
+
+from idp import codes, outbox
+from idp.models import Citizen
 
 _EMAIL = re.compile(r"^[^@\s]{1,64}@(?=.{4,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
 _PHONE_NOISE = re.compile(r"[\s().\-\u00a0]")
@@ -52,3 +62,41 @@ def mask(address: str | None) -> str:
         name, domain = address.split("@", 1)
         return name[:2] + "***@" + domain
     return "*" * max(0, len(address) - 3) + address[-3:]
+
+
+@dataclass(frozen=True)
+class Replaced:
+    """What the "not me" link sent to a replaced contact stands for."""
+
+    citizen_id: str
+    channel: str   # "email" or "sms"
+    previous: str
+    new: str
+
+    def dump(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def load(cls, raw: str) -> Replaced | None:
+        try:
+            return cls(**json.loads(raw))
+        except (ValueError, TypeError):
+            return None
+
+
+def tell_previous(session: Session, citizen: Citizen, channel: str, previous: str | None,
+                  new: str) -> None:
+    """Tell the address or number being replaced, with a link that reports "not me": whoever
+    replaced it may have taken the account, and the old contact is the owner's way back."""
+    if not previous or previous == new:
+        return
+    token = codes.issue_link(codes.CONTACT_NOT_ME, Replaced(str(citizen.id), channel, previous, new).dump())
+    link = current_app.config["IDP"].issuer + url_for("cases.contact_not_me", token=token)
+    with force_locale(citizen.locale):
+        what = _("email address") if channel == "email" else _("phone number")
+        outbox.send(session, channel=channel, recipient=previous, citizen_id=citizen.id,
+                    subject=_("SatuID: your %(what)s was changed", what=what),
+                    body=_("The %(what)s of your SatuID account was changed from this one to "
+                           "%(new)s. If this was not you, report it with this link, and we will log "
+                           "out every device and the helpdesk will contact you here: %(link)s",
+                           what=what, new=mask(new), link=link))

@@ -11,12 +11,12 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, abort, flash, jsonify, redirect, render_template, request, url_for
-from flask_babel import force_locale, format_datetime
+from flask_babel import force_locale
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from werkzeug.wrappers import Response
 
-from idp import audit, codes, outbox
+from idp import audit, codes, i18n, outbox
 from idp import interaction as interactions
 from idp.auth import lockout
 from idp.auth import session as sso
@@ -45,8 +45,9 @@ def _session() -> SsoSession:
     return current
 
 
-def _fresh_or_step_up(citizen: Citizen, back: str) -> Response | None:
-    """Changing factors needs a second factor proved in the last few minutes (when one exists)."""
+def fresh_or_step_up(citizen: Citizen, back: str) -> Response | None:
+    """Changing factors (or the password, or a contact) needs a second factor proved in the last
+    few minutes, when the citizen has one: a redirect to step-up, or None to go on."""
     usable = factors.usable(get_session(), citizen)
     if not usable or factors.second_factor_fresh(_session().factor_times):
         return None
@@ -66,7 +67,7 @@ def _step_up_before_adding(citizen: Citizen, back: str) -> Response | None:
     """Where to send a citizen who must prove a second factor before adding one (None: go on)."""
     if not _needs_fresh_for_adding(citizen):
         return None
-    return _fresh_or_step_up(citizen, back) or redirect(url_for("security.page"))
+    return fresh_or_step_up(citizen, back) or redirect(url_for("security.page"))
 
 
 def _waits(citizen: Citizen) -> bool:
@@ -91,7 +92,7 @@ def _added(citizen: Citizen, waits: bool, factor: str, event: str, subject: Any,
         row = waiting.begin(get_session(), citizen, factor, factor_ref)
         flash(_("For your safety it can be used to log in from %(when)s. We told you on every "
                 "channel, with a link that cancels it if this was not you.",
-                when=format_datetime(row.usable_from, "medium") + " UTC"), "info")
+                when=i18n.localtime(row.usable_from)), "info")
     else:
         _changed(citizen, event, subject, body, **details)
 
@@ -166,7 +167,7 @@ def totp_enrol() -> Any:
 def totp_remove() -> Any:
     citizen = current_citizen()
     assert citizen is not None
-    if (step_up := _fresh_or_step_up(citizen, url_for("security.page"))) is not None:
+    if (step_up := fresh_or_step_up(citizen, url_for("security.page"))) is not None:
         return step_up
     if (warning := _warn_if_last(citizen, removing="totp")) is not None:
         return warning
@@ -259,7 +260,7 @@ def passkey_remove(passkey_id: str) -> Any:
     passkey = passkeys.find(db, citizen, passkey_id)
     if passkey is None:
         abort(404)
-    if (step_up := _fresh_or_step_up(citizen, url_for("security.page"))) is not None:
+    if (step_up := fresh_or_step_up(citizen, url_for("security.page"))) is not None:
         return step_up
     if (warning := _warn_if_last(citizen, removing="passkey")) is not None:
         return warning
@@ -362,7 +363,9 @@ def phone_verify() -> Any:
     attempt.succeeded()
     waits = _waits(citizen)
     waiting.forget(get_session(), citizen.id, "sms")  # a number that was waiting is replaced
+    previous = citizen.phone if citizen.phone_verified else None
     citizen.phone, citizen.phone_verified = phone, True
+    contacts.tell_previous(get_session(), citizen, "sms", previous, phone)
     _added(citizen, waits, "sms", "mfa_phone_added", _l("SatuID: a phone number was added"),
            _l("A phone number was added to your SatuID account for login codes by SMS. If this "
               "was not you, contact the SatuID helpdesk at once."))

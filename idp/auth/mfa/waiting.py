@@ -19,15 +19,15 @@ import uuid
 
 from flask import current_app, url_for
 from flask import session as ui_session
-from flask_babel import format_datetime
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from idp import audit, clock
+from idp import audit, clock, i18n
 from idp.auth import session as sso
 from idp.auth.mfa.notices import notify
 from idp.db import rowcount
+from idp.identity import nik as nikmod
 from idp.models import Citizen
 from idp.models.base import secret_digest
 from idp.models.helpdesk import FactorWaiting
@@ -80,20 +80,22 @@ def begin(session: Session, citizen: Citizen, factor: str, factor_ref: str = "")
            _l("%(factor)s was added to your SatuID account. It can be used from %(when)s. If this "
               "was not you, cancel it now with this link: %(link)s\nCancelling removes it and logs "
               "out every device. Then change your password and contact the SatuID helpdesk.",
-              factor=FACTOR_NAMES[factor], when=_When(row.usable_from), link=link))
+              factor=FACTOR_NAMES[factor], link=link,
+              when=_When(row.usable_from, citizen.time_zone or nikmod.time_zone_of(citizen.nik))))
     audit.append("mfa_factor_waiting", actor=f"citizen:{citizen.id}", citizen_id=citizen.id,
                  factor=factor, usable_from=row.usable_from.isoformat())
     return row
 
 
 class _When:
-    """A time rendered in the locale active when the message is rendered (the citizen's)."""
+    """A time rendered in the locale active when the message is rendered (the citizen's), in the
+    citizen's zone."""
 
-    def __init__(self, at: dt.datetime) -> None:
-        self.at = at
+    def __init__(self, at: dt.datetime, zone: str) -> None:
+        self.at, self.zone = at, zone
 
     def __str__(self) -> str:
-        return str(format_datetime(self.at, "medium")) + " UTC"
+        return i18n.localtime(self.at, zone=self.zone)
 
 
 FACTOR_NAMES = {"totp": _l("An authenticator app"), "passkey": _l("A passkey"),
