@@ -10,6 +10,7 @@ from sqlalchemy import func, select, text
 from idp.db import get_engine, get_session
 from idp.models import AuditEvent, Citizen, OutboxMessage
 from idp.outbox.delivery import STATUSES as OUTBOX_STATUSES
+from idp.services.ratings import summary
 from idp.store import get_store
 
 bp = Blueprint("health", __name__)
@@ -52,6 +53,11 @@ def metrics() -> Response:
     lines.append("# TYPE satuid_outbox_messages gauge")
     lines += [f'satuid_outbox_messages{{status="{status}"}} {outbox.get(status, 0)}'
               for status in OUTBOX_STATUSES]
+    ratings = summary(s)
+    lines.append("# TYPE satuid_service_ratings gauge")
+    lines += [f'satuid_service_ratings{{client_id="{r.client_id}"}} {r.count}' for r in ratings]
+    lines.append("# TYPE satuid_service_rating_average gauge")
+    lines += [f'satuid_service_rating_average{{client_id="{r.client_id}"}} {r.average}' for r in ratings]
     for event, count in s.execute(
         select(AuditEvent.event, func.count()).group_by(AuditEvent.event)
     ):

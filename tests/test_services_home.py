@@ -51,7 +51,7 @@ def test_home_groups_portals_by_life_event_for_everyone(client: FlaskClient, por
         assert page.count('data-client="sehat"') == 2  # under health and under birth
         assert 'data-client="pajak"' in page and "Internal tool" not in page
         assert "Log in to SatuID" in page
-    page = client.get("/").get_data(as_text=True)
+    page = client.get("/?lang=id").get_data(as_text=True)
     assert "Kesehatan" in page and "Masuk" in page and "Adukan" in page
 
 
@@ -100,9 +100,9 @@ def test_a_citizen_rates_a_service_they_used_once_a_month(
     token = csrf_token(form.get_data(as_text=True))
     bad = client.post("/layanan/sehat/nilai", data={"csrf_token": token, "score": "9"})
     assert bad.status_code == 400
-    ok = client.post("/layanan/sehat/nilai", data={"csrf_token": token, "score": "4",
-                                                   "comment": "Antrian cepat"})
-    assert ok.status_code == 302
+    ok = client.post("/layanan/sehat/nilai?lang=en", data={"csrf_token": token, "score": "4",
+                                                           "comment": "Antrian cepat"}, follow_redirects=True)
+    assert "Thank you for rating Portal Kesehatan" in ok.get_data(as_text=True)
     again = client.post("/layanan/sehat/nilai?lang=en", data={"csrf_token": token, "score": "1"},
                         follow_redirects=True)
     assert "already rated" in again.get_data(as_text=True)
@@ -118,6 +118,9 @@ def test_a_citizen_rates_a_service_they_used_once_a_month(
         rows = [json.loads(line) for line in result.output.splitlines()]
         assert rows == [{"client_id": "sehat", "name": "Portal Kesehatan", "count": 2, "average": 3.0,
                          "count_this_month": 1, "average_this_month": 2.0}]
+        metrics = client.get("/metrics").get_data(as_text=True)
+        assert 'satuid_service_ratings{client_id="sehat"} 2' in metrics
+        assert 'satuid_service_rating_average{client_id="sehat"} 3.0' in metrics
         table = app.test_cli_runner().invoke(args=["clients", "ratings"]).output
         assert "sehat\t2\t3.00\t1\t2.00\tPortal Kesehatan" in table
     finally:

@@ -11,7 +11,6 @@ from sqlalchemy import case, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from idp.db import rowcount
 from idp.models import Client, Grant, ServiceRating
 from idp.models.base import utcnow
 
@@ -53,8 +52,8 @@ def rate(session: Session, citizen_id: uuid.UUID, client_id: str, score: int, co
     dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
     # ON CONFLICT: the unique index decides, so two tabs posting at once still give one rating,
     # and the request's transaction stays usable.
-    stmt = dialect.insert(ServiceRating).values(**values).on_conflict_do_nothing()
-    if rowcount(session.execute(stmt)) != 1:
+    stmt = dialect.insert(ServiceRating).values(**values).on_conflict_do_nothing().returning(ServiceRating.id)
+    if session.execute(stmt).scalar() is None:
         raise AlreadyRated
 
 
