@@ -314,3 +314,22 @@ def test_closing_waits_seven_days_can_be_cancelled_by_link_then_closes_everythin
                                   password_hash=hash_password("teh manis hangat sekali")))
         get_session().commit()
     assert auth.login(citizen.nik, "teh manis hangat sekali").status_code == 302
+
+
+def test_replacing_the_phone_tells_the_old_number_with_a_not_me_link(
+        app: Flask, client: FlaskClient, auth: AuthActions, factory: Factory) -> None:
+    from tests.test_mfa_support import prove_by_sms
+
+    old, new = "+6281234567801", "+6281234567802"
+    citizen = factory.citizen(locale="en", phone=old, phone_verified=True)
+    auth.login(citizen.nik, citizen.password)
+    assert prove_by_sms(app, client, citizen, "/account/security/phone").status_code == 302
+    sent = post_form(client, "/account/security/phone", phone=new)
+    code = re.search(r"\b(\d{6})\b", outbox_messages(app, new)[0])
+    assert sent.status_code == 200 and code
+    ok = client.post("/account/security/phone/verify", data={
+        "csrf_token": csrf_token(sent.get_data(as_text=True)), "phone": new, "code": code.group(1)})
+    assert ok.status_code == 302
+    told = outbox_messages(app, old)[0]
+    assert "phone number of your SatuID account was changed" in told and new not in told
+    assert re.search(r"/account/not-me/contact/\S+", told)
