@@ -22,7 +22,7 @@ from idp.auth import devices, lockout
 from idp.auth import session as sso
 from idp.auth.current import current_citizen, login_required
 from idp.auth.mfa.notices import notify
-from idp.auth.mfa.security import fresh_or_step_up
+from idp.auth.mfa.security import check_contact_code, fresh_or_step_up
 from idp.db import get_session
 from idp.i18n import LOCALES, ZONES
 from idp.identity import contact as contacts
@@ -135,18 +135,8 @@ def verify_email() -> Any:
 
     if not form.validate_on_submit() or not email:
         return again(_("Enter the code."), 400)
-    attempt = lockout.begin_enrolment(str(citizen.id))
-    if attempt.blocked:
-        return again(_("Please wait %(seconds)d seconds before trying again.",
-                       seconds=max(attempt.throttle.wait_for, attempt.throttle.locked_for)), 429)
-    checked = codes.check(codes.EMAIL_VERIFICATION, str(citizen.id), form.code.data or "", recipient=email)
-    if not checked.accepted:
-        attempt.failed()
-        if checked.wrong and checked.attempts_left:
-            return again(_("This code is not correct. You have %(left)d attempts left.",
-                           left=checked.attempts_left), 400)
-        return again(_("This code has expired or was already used. Ask for a new code."), 400)
-    attempt.succeeded()
+    if (refused := check_contact_code(citizen, codes.EMAIL_VERIFICATION, form.code.data or "", email)):
+        return again(*refused)
     previous = citizen.email if citizen.email_verified else None
     citizen.email, citizen.email_verified = email, True
     contacts.tell_previous(get_session(), citizen, "email", previous, email)

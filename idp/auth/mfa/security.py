@@ -348,19 +348,8 @@ def phone_verify() -> Any:
 
     if not form.validate_on_submit() or len(phone) > 32:
         return again(_("Enter the code."), 400)
-    attempt = lockout.begin_enrolment(str(citizen.id))
-    if attempt.blocked:
-        return again(_("Please wait %(seconds)d seconds before trying again.",
-                       seconds=max(attempt.throttle.wait_for, attempt.throttle.locked_for)), 429)
-    checked = codes.check(codes.PHONE_VERIFICATION, str(citizen.id), form.code.data or "",
-                          recipient=phone)
-    if not checked.accepted:
-        attempt.failed()
-        if checked.wrong and checked.attempts_left:
-            return again(_("This code is not correct. You have %(left)d attempts left.",
-                           left=checked.attempts_left), 400)
-        return again(_("This code has expired or was already used. Ask for a new code."), 400)
-    attempt.succeeded()
+    if (refused := check_contact_code(citizen, codes.PHONE_VERIFICATION, form.code.data or "", phone)):
+        return again(*refused)
     waits = _waits(citizen)
     waiting.forget(get_session(), citizen.id, "sms")  # a number that was waiting is replaced
     previous = citizen.phone if citizen.phone_verified else None
@@ -371,6 +360,25 @@ def phone_verify() -> Any:
               "was not you, contact the SatuID helpdesk at once."))
     flash(_("Your phone number is verified."), "success")
     return redirect(url_for("security.page", next=back) if back else url_for("security.page"))
+
+
+def check_contact_code(citizen: Citizen, purpose: codes.Purpose, typed: str,
+                       recipient: str) -> tuple[str, int] | None:
+    """The code sent to a new phone or address, counted on the citizen's enrolment lockout:
+    None when right, else the message and the status to answer with."""
+    attempt = lockout.begin_enrolment(str(citizen.id))
+    if attempt.blocked:
+        return _("Please wait %(seconds)d seconds before trying again.",
+                 seconds=max(attempt.throttle.wait_for, attempt.throttle.locked_for)), 429
+    checked = codes.check(purpose, str(citizen.id), typed, recipient=recipient)
+    if not checked.accepted:
+        attempt.failed()
+        if checked.wrong and checked.attempts_left:
+            return _("This code is not correct. You have %(left)d attempts left.",
+                     left=checked.attempts_left), 400
+        return _("This code has expired or was already used. Ask for a new code."), 400
+    attempt.succeeded()
+    return None
 
 
 # ---- cancelling a factor in its waiting period ----------------------------------------------------
