@@ -69,7 +69,7 @@ with app.app_context():
                        birth_date=dt.date(1985, 3, 9), sex="M", street_address="Jl. Uji 1",
                        village="Menteng", district="Menteng", regency="Jakarta Pusat",
                        province="DKI Jakarta", postal_code="10310", family_card_number="3174040101090009"))
-    c = s.scalar(select(Citizen).where(Citizen.nik == nik))
+    c = s.scalar(select(Citizen).where(Citizen.open_with_nik(nik)))
     if c is None:
         s.add(Citizen(nik=nik, full_name="Budi Bench", password_hash=hash_password({PASSWORD!r})))
     else:

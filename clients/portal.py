@@ -179,8 +179,10 @@ def external_url(endpoint: str) -> str:
 
 
 def safe_next(value: str | None) -> str:
-    """Only a path on this portal: never an open redirect."""
-    if value and value.startswith("/") and not value.startswith("//") and "\\" not in value:
+    """Only a path on this portal: never an open redirect. Browsers drop tabs and newlines inside a
+    URL and read a backslash as a slash, so any control character, space or backslash is refused."""
+    if value and value.startswith("/") and not value.startswith("//") and "\\" not in value \
+            and not any(ord(ch) < 0x21 or ord(ch) == 0x7F for ch in value):
         return value
     return url_for("pages.home")
 

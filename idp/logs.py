@@ -12,7 +12,10 @@ from typing import Any
 
 from gunicorn.glogging import Logger
 
-_SECRET_PATH = re.compile(r"(/password/reset/|/register/verify/)[^/?#\s\"]+")
+_SECRET_PATH = re.compile(r"(/password/reset/|/register/verify/|/account/close/cancel/"
+                          r"|/account/not-me/contact/|/account/security/waiting/"
+                          r"|/helpdesk-change/cancel/|/helpdesk/enrol/)"
+                          r"[^/?#\s\"]+")
 _SECRET_PARAM = re.compile(
     r"((?:^|[?&;\s])(?:code|token|refresh_token|access_token|id_token_hint|logout_token|"
     r"client_secret|password|client_assertion|request|otp|login_hint|nik)=)[^&\s\"]*",

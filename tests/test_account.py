@@ -11,7 +11,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from tests.conftest import AuthActions, Factory, csrf_token, outbox_messages
-from tests.test_mfa_support import audit_events, enrol_totp, sso_of
+from tests.test_mfa_support import audit_events, code_at, enrol_totp, sso_of, submit_code
 
 ANDROID_CHROME = ("Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) "
                   "Chrome/126.0.0.0 Mobile Safari/537.36")
@@ -132,6 +132,11 @@ def test_replacing_the_email_verifies_the_new_one_and_tells_the_old_one_with_a_n
 
         case = get_session().scalar(select(HelpdeskCase).where(HelpdeskCase.citizen_id == citizen.id))
         assert case is not None and case.report["kind"] == "contact" and case.report["previous"] == old
+        from idp.models import Citizen
+
+        held = get_session().get(Citizen, citizen.id)
+        assert held.email == "baru@contoh.id" and not held.email_verified  # no reset link goes there
+    assert AuthActions(app.test_client()).login(citizen.nik, citizen.password).status_code != 302
     again = stranger.post(f"/{path}", data={"csrf_token": csrf_token(page.get_data(as_text=True))})
     assert again.status_code == 404  # one report per link
 
@@ -196,6 +201,8 @@ def test_export_holds_everything_but_secrets_after_a_fresh_password(
     citizen = factory.citizen(locale="en")
     auth.login(citizen.nik, citizen.password)
     secret = enrol_totp(app, client, citizen)
+    assert client.get("/account/data").status_code == 302  # the factor is not fresh: step-up first
+    assert submit_code(client, "next=/account/data", "totp", code_at(secret)).status_code == 302
     with app.app_context():
         from idp.consent import records
         from idp.db import get_session
@@ -324,7 +331,9 @@ def test_replacing_the_phone_tells_the_old_number_with_a_not_me_link(
     citizen = factory.citizen(locale="en", phone=old, phone_verified=True)
     auth.login(citizen.nik, citizen.password)
     assert prove_by_sms(app, client, citizen, "/account/security/phone").status_code == 302
-    sent = post_form(client, "/account/security/phone", phone=new)
+    refused = post_form(client, "/account/security/phone", phone=new, current="not the password")
+    assert refused.status_code == 400 and outbox_messages(app, new) == []
+    sent = post_form(client, "/account/security/phone", phone=new, current=citizen.password)
     code = re.search(r"\b(\d{6})\b", outbox_messages(app, new)[0])
     assert sent.status_code == 200 and code
     ok = client.post("/account/security/phone/verify", data={
@@ -333,3 +342,35 @@ def test_replacing_the_phone_tells_the_old_number_with_a_not_me_link(
     told = outbox_messages(app, old)[0]
     assert "phone number of your SatuID account was changed" in told and new not in told
     assert re.search(r"/account/not-me/contact/\S+", told)
+
+
+def test_addresses_that_mail_software_could_read_as_another_are_refused() -> None:
+    import pytest
+
+    from idp.identity.contact import InvalidContact, normalise_email
+
+    for hostile in ("=?utf-8?q?attacker=40evil.id=2C?=x@kemenkeu.go.id", "x:y;@gmail.com", "a,b@c.id",
+                    '"a b"@contoh.id', "a<b>@contoh.id", "(c)a@contoh.id", "a..b@contoh.id"):
+        with pytest.raises(InvalidContact):
+            normalise_email(hostile)
+    assert normalise_email(" siti.rahayu+satu@Contoh.ID ") == "siti.rahayu+satu@contoh.id"
+
+
+def test_one_waiting_closure_per_citizen_even_when_two_requests_race(app: Flask, factory: Factory) -> None:
+    import pytest
+    from sqlalchemy.exc import IntegrityError
+
+    citizen = factory.citizen()
+    with app.test_request_context():
+        from idp.account import closing
+        from idp.db import get_session
+        from idp.models import AccountClosure, Citizen
+
+        row = get_session().get(Citizen, citizen.id)
+        first = closing.request_closure(get_session(), row)
+        assert closing.request_closure(get_session(), row).id == first.id  # the second finds the first
+        get_session().commit()
+        get_session().add(AccountClosure(citizen_id=citizen.id, due_at=first.due_at, cancel_hash="x" * 64))
+        with pytest.raises(IntegrityError):  # what a racing insert meets: the partial unique index
+            get_session().commit()
+        get_session().rollback()

@@ -54,7 +54,8 @@ def log_in(page: Page, nik: str, password: str) -> None:
 
 
 def test_citizen_home_services_rating_password_email_export_and_closing(
-        servers: Servers, browser: Browser, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+        servers: Servers, browser: Browser,  # noqa: F811  (the imported fixture)
+        tmp_path: Path, request: pytest.FixtureRequest) -> None:
     people = [line for line in servers.seeded if "password" in line]
     with_app = {line["nik"] for line in people if "totp_secret" in line}
     person = next(line for line in people if line["nik"] not in with_app)

@@ -151,7 +151,8 @@ def test_a_phone_added_from_the_security_page_is_verified_by_sms_and_waits(
     page = client.get("/account/security/phone?lang=en")
     assert page.status_code == 200 and 'autocomplete="tel"' in page.get_data(True)
     sent = client.post("/account/security/phone", data={
-        "csrf_token": csrf_token(page.get_data(True)), "phone": "0812-3456-7833"})
+        "csrf_token": csrf_token(page.get_data(True)), "phone": "0812-3456-7833",
+        "current": citizen.password})
     assert sent.status_code == 200
     code = re.search(r"\b(\d{6})\b", outbox_messages(app, phone)[0]).group(1)
     html = sent.get_data(as_text=True)
@@ -162,7 +163,7 @@ def test_a_phone_added_from_the_security_page_is_verified_by_sms_and_waits(
         "csrf_token": csrf_token(html), "phone": "+6281234567899", "code": code})
     assert elsewhere.status_code == 400  # the code proves only the number it went to
     sent = client.post("/account/security/phone", data={
-        "csrf_token": csrf_token(html), "phone": phone})
+        "csrf_token": csrf_token(html), "phone": phone, "current": citizen.password})
     code = re.search(r"\b(\d{6})\b", outbox_messages(app, phone)[0]).group(1)
     ok = client.post("/account/security/phone/verify", data={
         "csrf_token": csrf_token(html), "phone": phone, "code": code})

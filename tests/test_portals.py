@@ -168,10 +168,11 @@ def test_third_party_initiated_login_from_the_trusted_issuer_starts_a_normal_req
     assert q["state"][0] and q["nonce"][0] and q["code_challenge_method"] == ["S256"]
     with client.session_transaction() as session:
         assert session["next"] == "/sensitive"
-    client.get("/auth/initiate", query_string={"iss": op.issuer,
-                                               "target_link_uri": "https://evil.example/x"})
-    with client.session_transaction() as session:
-        assert session["next"] == "/"
+    for target in ("https://evil.example/x", "http://portal.test/\t/evil.example",
+                   "http://portal.test/\\evil.example", "http://portal.test//evil.example"):
+        client.get("/auth/initiate", query_string={"iss": op.issuer, "target_link_uri": target})
+        with client.session_transaction() as session:
+            assert session["next"] == "/", target
 
 
 def test_third_party_initiated_login_from_another_issuer_is_refused(health: Flask) -> None:

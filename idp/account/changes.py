@@ -18,11 +18,11 @@ from flask_babel import lazy_gettext as _l
 
 from idp import audit, codes, outbox
 from idp.account.forms import EmailChangeForm, EmailCodeForm, PasswordChangeForm, PreferencesForm
-from idp.auth import devices, lockout
 from idp.auth import session as sso
 from idp.auth.current import current_citizen, login_required
 from idp.auth.mfa.notices import notify
 from idp.auth.mfa.security import check_contact_code, fresh_or_step_up
+from idp.auth.reauth import check_password
 from idp.db import get_session
 from idp.i18n import LOCALES, ZONES
 from idp.identity import contact as contacts
@@ -35,21 +35,6 @@ def _citizen() -> Citizen:
     citizen = current_citizen()
     assert citizen is not None  # every page here is login_required
     return citizen
-
-
-def check_password(citizen: Citizen, typed: str) -> str | None:
-    """The current password, counted like a login attempt (the same lockout): None when right,
-    else the message to show."""
-    attempt = lockout.begin(citizen.nik, devices.known_device(citizen.nik))
-    if attempt.blocked:
-        return str(_("Too many wrong passwords. Please wait %(seconds)d seconds.",
-                     seconds=max(attempt.throttle.wait_for, attempt.throttle.locked_for)))
-    if not passwords.verify_password(citizen.password_hash, typed):
-        attempt.failed()
-        audit.append("password_check_failed", actor=f"citizen:{citizen.id}", citizen_id=citizen.id)
-        return str(_("This is not your current password."))
-    attempt.succeeded()
-    return None
 
 
 def change_password() -> Any:
@@ -138,6 +123,13 @@ def verify_email() -> Any:
     if (refused := check_contact_code(citizen, codes.EMAIL_VERIFICATION, form.code.data or "", email)):
         return again(*refused)
     previous = citizen.email if citizen.email_verified else None
+    if citizen.phone and citizen.phone_verified:  # the phone hears of it too (the old address does below)
+        with force_locale(citizen.locale):
+            outbox.send(get_session(), channel="sms", recipient=citizen.phone, citizen_id=citizen.id,
+                        subject=_("SatuID: your email address was changed"),
+                        body=_("The email address of your SatuID account was changed to %(email)s. If "
+                               "this was not you, contact the SatuID helpdesk at once.",
+                               email=contacts.mask(email)))
     citizen.email, citizen.email_verified = email, True
     contacts.tell_previous(get_session(), citizen, "email", previous, email)
     with force_locale(citizen.locale):

@@ -19,6 +19,7 @@ import uuid
 from flask import current_app, url_for
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import delete, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from idp import audit, revocation
@@ -65,9 +66,19 @@ def request_closure(session: Session, citizen: Citizen) -> AccountClosure:
     if existing is not None:
         return existing
     token = secrets.token_urlsafe(32)
-    row = AccountClosure(citizen_id=citizen.id, due_at=utcnow() + WAIT, cancel_hash=secret_digest(token))
-    session.add(row)
-    session.flush()
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    # Two submissions at once: the partial unique index keeps one waiting row, and the second
+    # request finds it instead of failing.
+    inserted = session.execute(dialect.insert(AccountClosure).values(
+        citizen_id=citizen.id, requested_at=utcnow(), due_at=utcnow() + WAIT,
+        cancel_hash=secret_digest(token), status="waiting").on_conflict_do_nothing()
+        .returning(AccountClosure.id)).scalar()
+    if inserted is None:
+        row = pending(session, citizen.id)
+        assert row is not None
+        return row
+    row = session.get(AccountClosure, inserted)
+    assert row is not None
     link = current_app.config["IDP"].issuer + url_for("account.cancel_closure_link", token=token)
     notify(citizen, _l("SatuID: your account will be closed"),
            _l("You asked to close your SatuID account. It will be closed on %(when)s: every service "
@@ -89,8 +100,8 @@ def by_cancel_token(session: Session, token: str) -> AccountClosure | None:
 def cancel(session: Session, row: AccountClosure, actor: str) -> bool:
     """Cancel a waiting closure (compare-and-set: a closure already done stays done)."""
     done = rowcount(session.execute(update(AccountClosure).where(
-        AccountClosure.id == row.id, AccountClosure.status == "waiting").values(
-        status="cancelled", ended_at=utcnow()))) == 1
+        AccountClosure.citizen_id == row.citizen_id, AccountClosure.status == "waiting").values(
+        status="cancelled", ended_at=utcnow()))) >= 1
     if done:
         citizen = session.get(Citizen, row.citizen_id)
         if citizen is not None:

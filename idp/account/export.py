@@ -127,8 +127,10 @@ def export(session: Session, citizen: Citizen) -> dict[str, Any]:
             for c in _rows(session, AccountClosure, AccountClosure.citizen_id == cid,
                            order=AccountClosure.id)],
         "audit_events": [
+            # What an officer did is told without their address or notes (the case says why).
             {"id": e.id, "at": _t(e.at), "event": e.event, "actor": _actor(e.actor, cid),
-             "service": e.client_id, "ip": e.ip, "details": e.details}
+             "service": e.client_id, **({} if e.actor.startswith("staff:") else
+                                        {"ip": e.ip, "details": e.details})}
             for e in _rows(session, AuditEvent, AuditEvent.citizen_id == str(cid), order=AuditEvent.id)],
     }
 

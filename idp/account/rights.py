@@ -1,5 +1,7 @@
 """``/account/data``: the citizen's rights over their data (UU PDP): download everything, or close
-the account after a wait that a link on every channel can cancel."""
+the account after a wait that a link on every channel can cancel. Both need the current password
+and, when the citizen has a second factor, one proved minutes before: the download holds the very
+facts a helpdesk checks identity against."""
 
 from __future__ import annotations
 
@@ -12,10 +14,11 @@ from flask_wtf import FlaskForm
 
 from idp import audit
 from idp.account import closing
-from idp.account.changes import check_password
 from idp.account.export import export
 from idp.account.forms import PasswordConfirmForm
 from idp.auth.current import current_citizen, login_required
+from idp.auth.mfa.security import fresh_or_step_up
+from idp.auth.reauth import check_password
 from idp.db import get_session
 from idp.models import Citizen
 from idp.models.base import utcnow
@@ -27,8 +30,10 @@ def _citizen() -> Citizen:
     return citizen
 
 
-def page() -> str:
+def page() -> Any:
     citizen = _citizen()
+    if (step_up := fresh_or_step_up(citizen, url_for("account.data"))) is not None:
+        return step_up
     return render_template("account/data.html", export_form=PasswordConfirmForm(prefix="export"),
                            close_form=PasswordConfirmForm(prefix="close"), cancel_form=FlaskForm(),
                            closure=closing.pending(get_session(), citizen.id))
@@ -37,6 +42,8 @@ def page() -> str:
 def download() -> Any:
     """Everything SatuID holds about the citizen, after a fresh password."""
     citizen = _citizen()
+    if (step_up := fresh_or_step_up(citizen, url_for("account.data"))) is not None:
+        return step_up
     form = PasswordConfirmForm(prefix="export")
     if not form.validate_on_submit():
         return _again(export_form=form), 400
@@ -53,6 +60,8 @@ def download() -> Any:
 
 def request_closure() -> Any:
     citizen = _citizen()
+    if (step_up := fresh_or_step_up(citizen, url_for("account.data"))) is not None:
+        return step_up
     form = PasswordConfirmForm(prefix="close")
     if not form.validate_on_submit():
         return _again(close_form=form), 400

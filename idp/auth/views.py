@@ -207,7 +207,7 @@ def reset_password(token: str) -> Any:
         return render_template("auth/reset_invalid.html"), 400
     db = get_session()
     citizen = db.get(Citizen, uuid.UUID(subject))
-    if citizen is None:
+    if citizen is None or citizen.closed_at is not None:
         return render_template("auth/reset_invalid.html"), 400
     form = NewPasswordForm()
     if request.method == "GET" or not form.validate_on_submit():

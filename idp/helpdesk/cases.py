@@ -417,6 +417,8 @@ def apply_due(session: Session) -> int:
 
 
 def _apply(session: Session, case: HelpdeskCase, action: CaseAction, citizen: Citizen) -> None:
+    if citizen.closed_at is not None:
+        raise CaseRefused(_("The account is closed."))
     kind = action.kind
     if kind == "reset_link":
         if not reset.send_reset_link(session, citizen):

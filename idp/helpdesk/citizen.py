@@ -161,6 +161,16 @@ def contact_not_me(token: str) -> Any:
         case = cases.report_not_me(db, citizen, "contact", entry, None, end_grants=False,
                                    end_sessions=True, current_sid=None)
         revocation.revoke_grants(citizen.id, None, reason="not_me")
+        # Whoever made the change knows the password and holds the new contact: the password stops
+        # working and the new contact stops receiving reset links, until the helpdesk has checked
+        # who is who (its replace and reset actions). The old contact is not put back by itself:
+        # people leave an address because it was lost or taken.
+        citizen.password_hash = "!held-after-not-me-report"
+        if replaced.channel == "email" and citizen.email == replaced.new:
+            citizen.email_verified = False
+        if replaced.channel == "sms" and citizen.phone == replaced.new:
+            citizen.phone_verified = False
+        cases.event(db, case, "citizen:link", "account_held", channel=replaced.channel)
         cases.tell_reporter(db, citizen, case, replaced.channel, replaced.previous)
         return render_template("helpdesk/contact_reported.html", case=case)
     return render_template("helpdesk/contact_not_me.html", form=form, replaced=replaced,

@@ -18,7 +18,12 @@ from sqlalchemy.orm import Session
 from idp import codes, outbox
 from idp.models import Citizen
 
-_EMAIL = re.compile(r"^[^@\s]{1,64}@(?=.{4,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+# The local part is a dot-atom of RFC 5322's atext (no quoted strings, comments, commas or encoded
+# words): an address that mail software could read as two, or as an "=?utf-8?q?...?=" word that
+# decodes into another address, never becomes a verified contact.
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/^_`{|}~-]"
+_EMAIL = re.compile(rf"^(?=.{{1,64}}@){_ATEXT}+(?:\.{_ATEXT}+)*@(?=.{{4,253}}$)"
+                    r"([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
 _PHONE_NOISE = re.compile(r"[\s().\-\u00a0]")
 
 
@@ -35,7 +40,7 @@ def normalise_email(raw: str) -> str:
     value = raw.strip()
     local, _, domain = value.rpartition("@")
     value = f"{local}@{domain.lower()}"
-    if not _EMAIL.match(value):
+    if not _EMAIL.match(value) or "=?" in value:
         raise InvalidContact("email")
     return value
 

@@ -129,7 +129,13 @@ class AccountClosure(Base):
     status: Mapped[str] = mapped_column(String(16), default="waiting")  # waiting, cancelled, closed
     ended_at: Mapped[timestamp_or_none]
 
-    __table_args__ = (Index("ix_account_closure_due", "status", "due_at"),)
+    __table_args__ = (
+        Index("ix_account_closure_due", "status", "due_at"),
+        # One waiting closure per citizen: a double submission cannot leave a second one that
+        # "keep my account" would not cancel.
+        Index("uq_account_closure_waiting", "citizen_id", unique=True,
+              postgresql_where=text("status = 'waiting'"), sqlite_where=text("status = 'waiting'")),
+    )
 
 
 class IdentityVerification(Base):

@@ -6,10 +6,12 @@ SQLite, can run side by side and only one of them sends a given message. The out
 the peer answered: sent; or, on a failure, pending again after an exponential backoff, until
 ``outbox_max_attempts`` tries have failed.
 
-Delivery is at most once. A message still "sending" after its lease ran out belonged to a worker that
-stopped mid-send: the peer may already have it, so it is marked failed and never sent again. A second
-copy of a one-time code or of a security notice confuses a citizen more than a missing one, which
-the citizen can ask for again and the operator can see (``flask outbox failed``) and retry.
+No two workers ever send one message. A message still "sending" after its lease ran out belonged to
+a worker that stopped mid-send: the peer may already have it, so it is marked failed and never sent
+again; a second copy of a one-time code or of a security notice confuses a citizen more than a
+missing one, which the citizen can ask for again and the operator can see (``flask outbox failed``)
+and retry. The one case of a second copy is a peer that took the message but timed out before it
+answered: that is retried like any failure, since a code lost for good is worse than a duplicate.
 """
 
 from __future__ import annotations
@@ -117,12 +119,14 @@ class Mailer:
     def send(self, claim: Claim) -> None:
         try:
             message = email_message(self.settings, claim)
-        except ValueError:  # a line break in the address or subject: refused rather than injected
+        except Exception:  # a line break or a malformed address: refused rather than injected
             raise Undeliverable("address or subject cannot be put in a header") from None
         if self._smtp is None:
             self._smtp = self._connect()
         try:
-            self._smtp.send_message(message)
+            # The envelope names the stored address and nothing else: never what the To header
+            # might be parsed into.
+            self._smtp.send_message(message, to_addrs=[claim.recipient])
         except (smtplib.SMTPException, OSError) as e:
             self.close()  # the session's state is unknown: the next message starts a new one
             raise DeliveryError(_smtp_error(e)) from None
@@ -294,6 +298,9 @@ def deliver_due(app: Flask, limit: int = 100, *,
                 error = str(e)
             except DeliveryError as e:
                 error, permanent = str(e), isinstance(e, Undeliverable)
+            except Exception:  # a bug must not stop the worker or strand the message in "sending"
+                log.exception("outbox message %s: unexpected error", message_id)
+                error, permanent = "unexpected error", True
             count(_record(maker, settings, claim, error, permanent=permanent))
     if counts:
         log.info("outbox pass: %s", ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))

@@ -34,6 +34,9 @@ def upgrade() -> None:
     with op.batch_alter_table('account_closure', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_account_closure_citizen_id'), ['citizen_id'], unique=False)
         batch_op.create_index('ix_account_closure_due', ['status', 'due_at'], unique=False)
+        batch_op.create_index('uq_account_closure_waiting', ['citizen_id'], unique=True,
+                              postgresql_where=sa.text("status = 'waiting'"),
+                              sqlite_where=sa.text("status = 'waiting'"))
 
     op.create_table('service_rating',
     sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
@@ -108,6 +111,8 @@ def downgrade() -> None:
 
     op.drop_table('service_rating')
     with op.batch_alter_table('account_closure', schema=None) as batch_op:
+        batch_op.drop_index('uq_account_closure_waiting', postgresql_where=sa.text("status = 'waiting'"),
+                            sqlite_where=sa.text("status = 'waiting'"))
         batch_op.drop_index('ix_account_closure_due')
         batch_op.drop_index(batch_op.f('ix_account_closure_citizen_id'))
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
-from wtforms import HiddenField, StringField, TelField
+from wtforms import HiddenField, PasswordField, StringField, TelField
 from wtforms.validators import DataRequired, Length
 
 
@@ -46,6 +46,8 @@ class PhoneForm(FlaskForm):
     phone = TelField(_l("Mobile phone number"),
                      validators=[DataRequired(message=_l("Enter your mobile phone number.")),
                                  Length(max=32)], render_kw={"inputmode": "tel"})
+    # Asked except right after registering: a phone receives password-reset links.
+    current = PasswordField(_l("Your current password"), validators=[Length(max=128)])
 
 
 class PhoneCodeForm(FlaskForm):

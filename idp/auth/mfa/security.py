@@ -31,6 +31,7 @@ from idp.auth.mfa.forms import (
 )
 from idp.auth.mfa.notices import notify
 from idp.auth.mfa.portals import portals_requiring_second_factor
+from idp.auth.reauth import check_password
 from idp.db import get_session
 from idp.identity import contact as contacts
 from idp.models import Citizen
@@ -305,19 +306,25 @@ def phone_add() -> Any:
     if (step_up := _step_up_before_adding(citizen, url_for("security.phone_add", next=back))):
         return step_up
     form = PhoneForm()
+    ask_password = not waiting.is_new_account(_session().sid)
     if request.method == "GET" or not form.validate_on_submit():
-        return render_template("mfa/phone_add.html", form=form, back=back), \
+        return render_template("mfa/phone_add.html", form=form, back=back, ask_password=ask_password), \
             200 if request.method == "GET" else 400
     try:
         phone = contacts.normalise_phone(form.phone.data or "")
     except contacts.InvalidContact:
         form.phone.errors = [_("Enter an Indonesian mobile number, for example 0812 3456 7890.")]
-        return render_template("mfa/phone_add.html", form=form, back=back), 400
+        return render_template("mfa/phone_add.html", form=form, back=back, ask_password=ask_password), 400
+    # A phone receives password-reset links: a session alone (a shared computer left logged in, a
+    # stolen cookie) must not be enough to add one.
+    if ask_password and (error := check_password(citizen, form.current.data or "")) is not None:
+        form.current.errors = [error]
+        return render_template("mfa/phone_add.html", form=form, back=back, ask_password=ask_password), 400
     try:
         code = codes.issue(codes.PHONE_VERIFICATION, str(citizen.id), phone)
     except codes.SendRefused:
         form.phone.errors = [_("Too many codes were sent. Please wait an hour and try again.")]
-        return render_template("mfa/phone_add.html", form=form, back=back), 429
+        return render_template("mfa/phone_add.html", form=form, back=back, ask_password=ask_password), 429
     with force_locale(citizen.locale):
         outbox.send(get_session(), channel="sms", recipient=phone, citizen_id=citizen.id,
                     subject=_("SatuID: your verification code"),
