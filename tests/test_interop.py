@@ -259,7 +259,8 @@ def test_level_two_comes_from_an_sms_code_never_from_an_email_code(idp: IdpServe
     waiting_portal, sms_portal = register(idp, "portal-acr-wait"), register(idp, "portal-acr-sms")
     page = citizen.get("/account/security/phone").text
     citizen.post("/account/security/phone", data={"csrf_token": _csrf(page),
-                                                  "phone": "0812 7777 0001"})
+                                                  "phone": "0812 7777 0001",
+                                                  "current": citizen.person["password"]})
     citizen.person["phone"] = "+6281277770001"
     verified = citizen.post("/account/security/phone/verify", data={
         "csrf_token": _csrf(page), "phone": citizen.person["phone"],
