@@ -23,11 +23,11 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 import requests
-from playwright.sync_api import Browser, BrowserContext, Page, Playwright, Route, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, Route
 
 from tests.conftest import make_app
 from tests.servers import IdpServer, free_port
-from tests.test_journey_browser import CHROMIUM_ARGS
+from tests.test_journey_browser import browser, playwright  # noqa: F401  (fixtures)
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 
@@ -180,21 +180,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         server.stop()
 
 
-@pytest.fixture(scope="module")
-def playwright() -> Iterator[Playwright]:
-    with sync_playwright() as p:
-        yield p
-
-
-@pytest.fixture(scope="module")
-def browser(playwright: Playwright) -> Iterator[Browser]:
-    browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-    yield browser
-    browser.close()
-
-
 @contextlib.contextmanager
-def phone(browser: Browser, **options: Any) -> Iterator[Page]:
+def phone(browser: Browser, **options: Any) -> Iterator[Page]:  # noqa: F811  (the imported fixture)
     context = browser.new_context(**{**PHONE, **options})
     context.set_default_timeout(10_000)
     try:
@@ -270,7 +257,7 @@ def sign_in_at_portal(page: Page, site: Site, portal: dict[str, str], checker: C
     assert userinfo.status_code == 200, userinfo.text
 
 
-def test_the_measure_sees_a_page_that_scrolls_sideways(browser: Browser) -> None:
+def test_the_measure_sees_a_page_that_scrolls_sideways(browser: Browser) -> None:  # noqa: F811
     """Guard against a check that passes everything: a too-wide element is reported by name."""
     checker = Checker("")
     with phone(browser) as page:
@@ -281,7 +268,7 @@ def test_the_measure_sees_a_page_that_scrolls_sideways(browser: Browser) -> None
     assert "<p#wide>" in checker.problems[0]
 
 
-def test_no_citizen_page_scrolls_sideways_on_a_360px_phone(site: Site, browser: Browser) -> None:
+def test_no_citizen_page_scrolls_sideways_on_a_360px_phone(site: Site, browser: Browser) -> None:  # noqa: F811
     """One pass over everything, so that a failure lists every page that scrolls and its widest
     element, not just the first."""
     checker = Checker(site.url)
