@@ -61,6 +61,17 @@ def localtime(value: dt.datetime | int | float | None, fmt: str = "d MMM y, HH.m
     return f"{text} {ZONES.get(zone, zone)}"
 
 
+class Moment:
+    """A time for a message, rendered when the message is (in the recipient's language, set by
+    ``force_locale``) and in the recipient's zone, not the zone of whoever caused it."""
+
+    def __init__(self, at: dt.datetime, zone: str) -> None:
+        self.at, self.zone = at, zone
+
+    def __str__(self) -> str:
+        return localtime(self.at, zone=self.zone)
+
+
 def init_app(app: Flask, time_zone: Callable[[], str | None] = lambda: None) -> None:
     """``time_zone``: the zone of whoever this request is for (None: WIB)."""
     app.config.setdefault("BABEL_DEFAULT_LOCALE", DEFAULT_LOCALE)

@@ -22,13 +22,12 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from idp import audit, revocation
+from idp import audit, i18n, revocation
 from idp.auth import session as sso
 from idp.auth.mfa.notices import notify
 from idp.consent import records
 from idp.db import get_session, rowcount, unit_of_work
-from idp.i18n import localtime
-from idp.identity import nik as nikmod
+from idp.identity import zones
 from idp.models import (
     AccountClosure,
     Citizen,
@@ -43,16 +42,6 @@ from idp.models import (
 from idp.models.base import secret_digest, utcnow
 
 WAIT = dt.timedelta(days=7)
-
-
-class _When:
-    """The closing time in the citizen's zone, rendered in their language with the message."""
-
-    def __init__(self, at: dt.datetime, citizen: Citizen) -> None:
-        self.at, self.zone = at, citizen.time_zone or nikmod.time_zone_of(citizen.nik)
-
-    def __str__(self) -> str:
-        return localtime(self.at, "dd-MM-y HH.mm", zone=self.zone)
 
 
 def pending(session: Session, citizen_id: uuid.UUID) -> AccountClosure | None:
@@ -84,7 +73,7 @@ def request_closure(session: Session, citizen: Citizen) -> AccountClosure:
            _l("You asked to close your SatuID account. It will be closed on %(when)s: every service "
               "loses access and you can no longer log in. To keep your account, cancel with this "
               "link: %(link)s\nIf this was not you, cancel now and change your password.",
-              when=_When(row.due_at, citizen), link=link))
+              when=i18n.Moment(row.due_at, zones.of_citizen(citizen)), link=link))
     audit.append("account_closure_requested", actor=f"citizen:{citizen.id}", citizen_id=citizen.id,
                  due_at=row.due_at.isoformat())
     return row

@@ -12,7 +12,7 @@ from flask import Blueprint, Response, abort, flash, redirect, render_template, 
 from flask_babel import gettext as _
 from flask_wtf import FlaskForm
 
-from idp import audit
+from idp import audit, errors
 from idp.account import closing
 from idp.account.export import export
 from idp.account.forms import PasswordConfirmForm
@@ -31,44 +31,41 @@ def _citizen() -> Citizen:
 
 
 def page() -> Any:
+    if (step_up := fresh_or_step_up(_citizen(), url_for("account.data"))) is not None:
+        return step_up
+    return _render()
+
+
+def _refused(prefix: str) -> Any | None:
+    """Both rights need the current password (and a fresh second factor when the citizen has one):
+    None when given, else the answer (step-up, or the page again with the error)."""
     citizen = _citizen()
     if (step_up := fresh_or_step_up(citizen, url_for("account.data"))) is not None:
         return step_up
-    return render_template("account/data.html", export_form=PasswordConfirmForm(prefix="export"),
-                           close_form=PasswordConfirmForm(prefix="close"), cancel_form=FlaskForm(),
-                           closure=closing.pending(get_session(), citizen.id))
+    form = PasswordConfirmForm(prefix=prefix)
+    if form.validate_on_submit():
+        if (error := check_password(citizen, form.current.data or "")) is None:
+            return None
+        form.current.errors = [error]
+    return _render(**{f"{prefix}_form": form}), 400
 
 
 def download() -> Any:
-    """Everything SatuID holds about the citizen, after a fresh password."""
+    """Everything SatuID holds about the citizen, as one JSON file."""
+    if (refused := _refused("export")) is not None:
+        return refused
     citizen = _citizen()
-    if (step_up := fresh_or_step_up(citizen, url_for("account.data"))) is not None:
-        return step_up
-    form = PasswordConfirmForm(prefix="export")
-    if not form.validate_on_submit():
-        return _again(export_form=form), 400
-    if (error := check_password(citizen, form.current.data or "")) is not None:
-        form.current.errors = [error]
-        return _again(export_form=form), 400
     audit.append("data_exported", actor=f"citizen:{citizen.id}", citizen_id=citizen.id)
-    document = export(get_session(), citizen)
-    body = json.dumps(document, ensure_ascii=False, indent=2)
+    body = json.dumps(export(get_session(), citizen), ensure_ascii=False, indent=2)
     name = f"satuid-{utcnow():%Y%m%d}.json"
     return Response(body, mimetype="application/json", headers={
         "Content-Disposition": f'attachment; filename="{name}"', "Cache-Control": "no-store"})
 
 
 def request_closure() -> Any:
-    citizen = _citizen()
-    if (step_up := fresh_or_step_up(citizen, url_for("account.data"))) is not None:
-        return step_up
-    form = PasswordConfirmForm(prefix="close")
-    if not form.validate_on_submit():
-        return _again(close_form=form), 400
-    if (error := check_password(citizen, form.current.data or "")) is not None:
-        form.current.errors = [error]
-        return _again(close_form=form), 400
-    closing.request_closure(get_session(), citizen)
+    if (refused := _refused("close")) is not None:
+        return refused
+    closing.request_closure(get_session(), _citizen())
     flash(_("Your account will be closed in 7 days. We told you on every channel, with a link to "
             "cancel. You can also cancel here."), "info")
     return redirect(url_for("account.data"))
@@ -90,9 +87,9 @@ def cancel_closure_link(token: str) -> Any:
     db = get_session()
     row = closing.by_cancel_token(db, token)
     if row is None:
-        return render_template("error.html", title=_("This link no longer works"),
-                               message=_("The closing was already cancelled, or the account is "
-                                         "closed. Call the SatuID helpdesk if you need help.")), 404
+        return errors.page(404, _("This link no longer works"),
+                               _("The closing was already cancelled, or the account is "
+                                         "closed. Call the SatuID helpdesk if you need help."))
     form = FlaskForm()
     if request.method == "POST":
         if not form.validate_on_submit():
@@ -102,7 +99,8 @@ def cancel_closure_link(token: str) -> Any:
     return render_template("account/closure_cancel.html", form=form, closure=row)
 
 
-def _again(**forms: Any) -> str:
+def _render(**forms: Any) -> str:
+    """The page, with ``forms`` (a submitted one and its errors) in place of fresh ones."""
     citizen = _citizen()
     context: dict[str, Any] = {"export_form": PasswordConfirmForm(prefix="export", formdata=None),
                                "close_form": PasswordConfirmForm(prefix="close", formdata=None),

@@ -11,7 +11,7 @@ from flask import g, redirect, request, url_for
 
 from idp.auth import session as sso
 from idp.db import get_session
-from idp.identity import nik as nikmod
+from idp.identity import zones
 from idp.models import Citizen
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -34,7 +34,7 @@ def time_zone() -> str | None:
     citizen = current_citizen()
     if citizen is None:
         return None
-    return citizen.time_zone or nikmod.time_zone_of(citizen.nik)
+    return zones.of_citizen(citizen)
 
 
 def login_required(view: F) -> F:

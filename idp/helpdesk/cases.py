@@ -44,8 +44,7 @@ from idp.auth.mfa import waiting
 from idp.config import Settings
 from idp.db import rowcount
 from idp.identity import contact as contacts
-from idp.identity import nik as nikmod
-from idp.identity import verification
+from idp.identity import verification, zones
 from idp.identity.registry import get_registry, normalise_name, same_name
 from idp.models import (
     CaseAction,
@@ -356,8 +355,7 @@ def approve(session: Session, member: StaffMember, action: CaseAction) -> None:
           _l("The SatuID helpdesk approved a change to your account (case %(case)s): %(action)s. "
              "It takes effect on %(when)s. If you did not ask for it, cancel it with this link: "
              "%(link)s"), case=case.reference, action=ACTIONS[action.kind].label,
-          when=i18n.localtime(action.effective_at, "dd-MM-y HH.mm",
-                             zone=citizen.time_zone or nikmod.time_zone_of(citizen.nik)), link=link)
+          when=i18n.Moment(action.effective_at, zones.of_citizen(citizen)), link=link)
 
 
 def reject(session: Session, member: StaffMember, action: CaseAction) -> None:

@@ -12,7 +12,7 @@ from flask_babel import gettext as _
 from flask_wtf import FlaskForm
 from werkzeug.wrappers import Response
 
-from idp import codes, revocation
+from idp import codes, errors, revocation
 from idp.auth import session as sso
 from idp.auth.current import current_citizen, login_required
 from idp.db import get_session
@@ -69,9 +69,9 @@ def cancel(token: str) -> Any:
         case = db.get(HelpdeskCase, action.case_id)
         citizen = db.get(Citizen, case.citizen_id) if case and case.citizen_id else None
     if action is None or citizen is None:
-        return render_template("error.html", title=_("This link no longer works"),
-                               message=_("The change was already cancelled, or it has taken "
-                                         "effect. Call the SatuID helpdesk if you need help.")), 404
+        return errors.page(404, _("This link no longer works"),
+                               _("The change was already cancelled, or it has taken "
+                                         "effect. Call the SatuID helpdesk if you need help."))
     form = FlaskForm()
     if request.method == "POST":
         if not form.validate_on_submit():
@@ -148,9 +148,9 @@ def contact_not_me(token: str) -> Any:
     db = get_session()
     citizen = db.get(Citizen, uuid.UUID(replaced.citizen_id)) if replaced else None
     if replaced is None or citizen is None or citizen.closed_at is not None:
-        return render_template("error.html", title=_("This link no longer works"),
-                               message=_("It was already used or is too old. Call the SatuID "
-                                         "helpdesk if you need help.")), 404
+        return errors.page(404, _("This link no longer works"),
+                               _("It was already used or is too old. Call the SatuID "
+                                         "helpdesk if you need help."))
     form = FlaskForm()
     if request.method == "POST":
         if not form.validate_on_submit():

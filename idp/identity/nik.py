@@ -24,17 +24,6 @@ PROVINCES: dict[str, str] = {
     "95": "Papua Pegunungan", "96": "Papua Barat Daya",
 }
 
-def time_zone_of(nik: str) -> str:
-    """The IANA zone of the NIK's province (Perpres 41/1987): WITA from Bali, South, East and North
-    Kalimantan and Sulawesi; WIT in Maluku and Papua; WIB elsewhere (and for a malformed NIK)."""
-    code = nik[:2]
-    if code in ("51", "52", "53", "63", "64", "65") or code.startswith("7"):
-        return "Asia/Makassar"
-    if code.startswith(("8", "9")):
-        return "Asia/Jayapura"
-    return "Asia/Jakarta"
-
-
 SEXES = ("M", "F")  # as on the KTP: L (laki-laki) and P (perempuan)
 WOMEN_DAY_OFFSET = 40
 _SEPARATORS = " .-\u00a0\t"

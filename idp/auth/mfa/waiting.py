@@ -27,7 +27,7 @@ from idp import audit, clock, i18n
 from idp.auth import session as sso
 from idp.auth.mfa.notices import notify
 from idp.db import rowcount
-from idp.identity import nik as nikmod
+from idp.identity import zones
 from idp.models import Citizen
 from idp.models.base import secret_digest
 from idp.models.helpdesk import FactorWaiting
@@ -81,21 +81,10 @@ def begin(session: Session, citizen: Citizen, factor: str, factor_ref: str = "")
               "was not you, cancel it now with this link: %(link)s\nCancelling removes it and logs "
               "out every device. Then change your password and contact the SatuID helpdesk.",
               factor=FACTOR_NAMES[factor], link=link,
-              when=_When(row.usable_from, citizen.time_zone or nikmod.time_zone_of(citizen.nik))))
+              when=i18n.Moment(row.usable_from, zones.of_citizen(citizen))))
     audit.append("mfa_factor_waiting", actor=f"citizen:{citizen.id}", citizen_id=citizen.id,
                  factor=factor, usable_from=row.usable_from.isoformat())
     return row
-
-
-class _When:
-    """A time rendered in the locale active when the message is rendered (the citizen's), in the
-    citizen's zone."""
-
-    def __init__(self, at: dt.datetime, zone: str) -> None:
-        self.at, self.zone = at, zone
-
-    def __str__(self) -> str:
-        return i18n.localtime(self.at, zone=self.zone)
 
 
 FACTOR_NAMES = {"totp": _l("An authenticator app"), "passkey": _l("A passkey"),
