@@ -83,6 +83,9 @@ PARTS = (
     Part("outbox", blueprints=(outbox.bp,), commands=(outbox_cli.outbox_cli,)),  # /dev/outbox
 )
 
+# The operator's view of the portals includes what citizens think of them (once, not per app).
+oidc_cli.clients_cli.add_command(services_cli.ratings)
+
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     """Build the app: settings, infrastructure, the parts, and the hooks between them."""
@@ -138,8 +141,6 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     # The hook between parts: an SSO session that ends (auth) queues back-channel logout tokens
     # (oidc) in the same unit of work, delivered once it commits.
-    # The operator's view of the portals includes what citizens think of them.
-    oidc_cli.clients_cli.add_command(services_cli.ratings)
     sso.session_ended.connect(logout.on_session_ended, sender=app)
     event.listen(sessions, "after_commit", logout.deliver_queued)
     return app
