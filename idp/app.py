@@ -18,7 +18,7 @@ from flask_babel import lazy_gettext as _l
 from sqlalchemy import event
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from idp import audit, cli, db, errors, health, i18n, logs, outbox, security, store
+from idp import audit, cli, db, errors, health, i18n, logs, outbox, security, store, transparency
 from idp.account import cli as account_cli
 from idp.account import views as account
 from idp.account.views import AccountSection
@@ -62,6 +62,7 @@ class Part:
 
 PARTS = (
     Part("health", blueprints=(health.bp,)),                                # /healthz, /metrics
+    Part("transparency", blueprints=(transparency.bp,)),                    # /audit/checkpoint
     Part("services", blueprints=(services.bp,)),                            # /, /layanan
     Part("identity", seeders=(identity_cli.seed_demo_people,)),             # registry, demo people
     Part("registration", blueprints=(registration.bp,)),                    # /register

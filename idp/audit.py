@@ -1,57 +1,51 @@
-"""Append-only, hash-chained audit log.
+"""The audit log: append-only events under a Merkle tree with signed checkpoints (RFC 9162 style).
 
-An event joins the unit of work that caused it and is written when that work commits: a request
-that fails leaves no audit row of what it did not do.
+An event joins the unit of work that caused it and is inserted when that work commits, a plain insert
+that waits on no other writer: a request that fails leaves no audit row of what it did not do.
 
-Each row's ``hash`` is SHA-256 over its predecessor's hash and the row's own canonical content, so
-changing, deleting or reordering a row breaks every link after it; ``flask audit verify`` finds the
-first broken one. Rows never carry a password, code, token or secret: callers pass names and ids only,
-and ``append`` refuses detail keys that look like secrets.
+A checkpointer (``flask audit checkpoint``; one at a time, by an advisory lock) gives each new event
+the next leaf index and its leaf hash, SHA-256(0x00 || the event's canonical JSON), stores the hash of
+every complete aligned subtree of 256 leaves and above (``audit_node``), and signs a checkpoint (tree
+size, root hash, time) with a key of its own that the web workers never hold. Changing, deleting or
+reordering an event already in the tree changes a root that was signed and published; ``verify``
+recomputes every leaf, node and checkpoint. An inclusion proof shows one event is in a checkpointed
+tree, a consistency proof that a later tree extends an earlier one (what outside monitors check).
+
+Rows never carry a password, code, token or secret: callers pass names and ids only, and ``append``
+refuses detail keys that look like secrets.
 """
 
 from __future__ import annotations
 
-import hashlib
+import base64
+import datetime as dt
 import json
 import uuid
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from flask import has_request_context, request
-from sqlalchemy import event, insert, select
-from sqlalchemy.engine import Engine
+from sqlalchemy import Uuid, bindparam, cast, event, func, insert, select, text, update
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from idp import merkle
 from idp.db import get_session, serialize
-from idp.models.audit import AuditEvent
+from idp.models.audit import AuditCheckpoint, AuditEvent, AuditNode
 from idp.models.base import utcnow
+from idp.models.consent import ClaimRelease
+from idp.signed_note import Checkpoint, Signer, Verifier
 
-GENESIS = "0" * 64
-_CHAIN_LOCK = 0x5A7D_A0D1  # PostgreSQL advisory lock id for appending to the chain
+STORED_LEVEL = 8  # audit_node keeps subtrees of 2**8 = 256 leaves and up
+BLOCK = 1 << STORED_LEVEL
+_CHECKPOINT_LOCK = 0x5A7D_A0D2  # PostgreSQL advisory lock id: one checkpointer at a time
 _PENDING = "audit_pending"  # key of the unit of work's events in Session.info
+_RELEASE = "_release"  # marks a pending event that carries a claim_release row
 _FORBIDDEN_KEYS = {"password", "code", "secret", "token", "otp", "client_secret", "refresh_token"}
 
 
-def _content(row: AuditEvent) -> str:
-    return json.dumps(
-        {
-            "at": row.at.isoformat(),
-            "event": row.event,
-            "actor": row.actor,
-            "citizen_id": row.citizen_id,
-            "client_id": row.client_id,
-            "ip": row.ip,
-            "details": row.details,
-        },
-        sort_keys=True,
-        separators=(",", ":"),
-        default=str,
-    )
-
-
-def row_hash(prev_hash: str, row: AuditEvent) -> str:
-    return hashlib.sha256((prev_hash + _content(row)).encode()).hexdigest()
-
+# ---- appending -----------------------------------------------------------------------------------
 
 def client_ip() -> str | None:
     if not has_request_context():
@@ -68,8 +62,8 @@ def append(
     session: Session | None = None,
     **details: Any,
 ) -> None:
-    """Record an event in the unit of work: it is written, linked to the chain, when the work
-    commits, and never when the work is thrown away (nothing half-written)."""
+    """Record an event in the unit of work: it is written when the work commits, and never when
+    the work is thrown away (nothing half-written)."""
     leaked = _FORBIDDEN_KEYS.intersection(k.lower() for k in details)
     if leaked:
         raise ValueError(f"audit details may not carry secrets: {sorted(leaked)}")
@@ -82,31 +76,281 @@ def append(
     (session or get_session()).info.setdefault(_PENDING, []).append(row)
 
 
-def write_pending(session: Session) -> None:
-    """``before_commit``: link the unit of work's events to the chain's tail and insert them.
+def release(citizen_id: uuid.UUID, client_id: str, channel: str, claims: list[str]) -> None:
+    """Record claims handed to a portal: the audit event and the citizen's release record
+    (``claim_release``, shown at /account/activity), linked by the event's id so the citizen can be
+    shown a proof that the release is in the log."""
+    append("claims_released", citizen_id=citizen_id, client_id=client_id, channel=channel,
+           claims=claims)
+    get_session().info[_PENDING][-1][_RELEASE] = True
 
-    The tail is read under a lock held only until this commit: PostgreSQL's transaction-scoped
-    advisory lock, or on SQLite the database's write lock, taken first by a no-op write.
+
+def write_pending(session: Session) -> None:
+    """``before_commit``: insert the unit of work's events and the release records they carry.
+
+    One statement on PostgreSQL (an INSERT ... RETURNING in a WITH feeding the releases' INSERT);
+    a request's audit trail costs one round trip.
     """
     rows: list[dict[str, Any]] = session.info.pop(_PENDING, [])
     if not rows:
         return
-    serialize(session, _CHAIN_LOCK, "audit_event")
     conn = session.connection()
-    prev = conn.execute(select(AuditEvent.hash).order_by(AuditEvent.id.desc()).limit(1)).scalar()
-    prev = prev or GENESIS
-    values = []
-    for row in rows:
-        event = AuditEvent(**row, prev_hash=prev)
-        event.hash = row_hash(prev, event)
-        values.append({**row, "prev_hash": prev, "hash": event.hash})
-        prev = event.hash
-    conn.execute(insert(AuditEvent), values)
+    releases = [row.pop(_RELEASE, False) for row in rows]
+    if not any(releases):
+        conn.execute(insert(AuditEvent), rows)
+    elif conn.dialect.name == "postgresql":
+        ev = (insert(AuditEvent).values(rows)
+              .returning(AuditEvent.id, AuditEvent.at, AuditEvent.event, AuditEvent.citizen_id,
+                         AuditEvent.client_id, AuditEvent.details).cte("ev"))
+        details = ev.c.details
+        conn.execute(insert(ClaimRelease).from_select(
+            ["citizen_id", "client_id", "channel", "claims", "released_at", "audit_event_id"],
+            select(cast(ev.c.citizen_id, Uuid), ev.c.client_id, details["channel"].as_string(),
+                   details["claims"], ev.c.at, ev.c.id).where(ev.c.event == "claims_released")))
+    else:
+        ids = conn.execute(insert(AuditEvent).returning(AuditEvent.id, sort_by_parameter_order=True),
+                           rows).scalars().all()
+        conn.execute(insert(ClaimRelease), [
+            {"citizen_id": uuid.UUID(row["citizen_id"]), "client_id": row["client_id"],
+             "channel": row["details"]["channel"], "claims": row["details"]["claims"],
+             "released_at": row["at"], "audit_event_id": event_id}
+            for row, event_id, is_release in zip(rows, ids, releases, strict=True) if is_release])
 
 
 def init_app(maker: sessionmaker[Session]) -> None:
     event.listen(maker, "before_commit", write_pending)
 
+
+def leaf_data(row: Any) -> bytes:
+    """The event as its leaf commits to it: canonical JSON of every field, its id included (so a
+    citizen holding a proof knows which event it is about)."""
+    return json.dumps(
+        {
+            "id": row.id,
+            "at": row.at.isoformat(),
+            "event": row.event,
+            "actor": row.actor,
+            "citizen_id": row.citizen_id,
+            "client_id": row.client_id,
+            "ip": row.ip,
+            "details": row.details,
+        },
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+        default=str,
+    ).encode()
+
+
+# ---- the tree as stored --------------------------------------------------------------------------
+
+class Tree:
+    """Subtree hashes read from the database: stored nodes for aligned subtrees of 256 leaves and
+    up, leaf hashes below that. Memoised for the life of one proof or checkpoint."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self._memo: dict[tuple[int, int], bytes] = {}
+
+    def leaves(self, start: int, end: int) -> list[bytes]:
+        hashes = list(self.conn.execute(
+            select(AuditEvent.leaf_hash)
+            .where(AuditEvent.leaf_index >= start, AuditEvent.leaf_index < end)
+            .order_by(AuditEvent.leaf_index)).scalars())
+        present = [bytes(h) for h in hashes if h is not None]
+        if len(present) != end - start:
+            raise LookupError(f"audit leaves {start}..{end - 1} are not all present")
+        return present
+
+    def node(self, level: int, index: int) -> bytes:
+        found = self.conn.execute(select(AuditNode.hash).where(
+            AuditNode.level == level, AuditNode.index == index)).scalar()
+        if found is None:
+            raise LookupError(f"audit node {level}/{index} is missing")
+        return bytes(found)
+
+    def subtree(self, start: int, end: int) -> bytes:
+        key = (start, end)
+        if key not in self._memo:
+            self._memo[key] = self._subtree(start, end)
+        return self._memo[key]
+
+    def _subtree(self, start: int, end: int) -> bytes:
+        n = end - start
+        if n >= BLOCK and n & (n - 1) == 0 and start % n == 0:
+            return self.node(n.bit_length() - 1, start // n)
+        if n <= BLOCK:
+            return merkle.root(self.leaves(start, end))
+        k = merkle.split(n)
+        return merkle.node_hash(self.subtree(start, start + k), self.subtree(start + k, end))
+
+
+# ---- checkpoints ---------------------------------------------------------------------------------
+
+def origin_of(issuer: str) -> str:
+    """The log's name in its checkpoints: the issuer without scheme, then ``/audit``."""
+    return issuer.split("://", 1)[-1].rstrip("/") + "/audit"
+
+
+@dataclass
+class Folded:
+    size: int
+    added: int
+    note: str
+
+
+def checkpoint(session: Session, signer: Signer, *, batch: int = 50_000) -> Folded | None:
+    """Fold up to ``batch`` new events into the tree and sign the new tree head.
+
+    Returns None when another checkpointer holds the lock (it will fold these events), and a Folded
+    with ``added == 0`` when there was nothing new. The caller commits.
+    """
+    conn = session.connection()
+    if conn.dialect.name == "postgresql":
+        if not conn.execute(text("SELECT pg_try_advisory_xact_lock(:k)"),
+                            {"k": _CHECKPOINT_LOCK}).scalar():
+            return None
+        ensure_partitions(conn, utcnow().date())
+    else:
+        serialize(session, _CHECKPOINT_LOCK, "audit_checkpoint")
+    head = conn.execute(select(func.max(AuditCheckpoint.tree_size))).scalar() or 0
+    rows = conn.execute(select(AuditEvent.__table__).where(AuditEvent.leaf_index.is_(None))
+                        .order_by(AuditEvent.id).limit(batch)).all()
+    if not rows:
+        return Folded(head, 0, "")
+    size = _fold(conn, head, rows)
+    tree = Tree(conn)
+    root = tree.subtree(0, size)
+    now = utcnow().replace(microsecond=0)
+    body = Checkpoint(signer.name, size, root,
+                      (f"time {now.strftime('%Y-%m-%dT%H:%M:%SZ')}",)).body()
+    note = signer.sign(body)
+    conn.execute(insert(AuditCheckpoint).values(tree_size=size, root_hash=root, at=now, note=note,
+                                                verifier_key=signer.verifier_key))
+    return Folded(size, size - head, note)
+
+
+def _fold(conn: Connection, head: int, rows: Sequence[Any]) -> int:
+    """Give ``rows`` leaf indexes from ``head`` on, and store the subtrees they complete."""
+    updates = []
+    for offset, row in enumerate(rows):
+        updates.append({"b_id": row.id, "b_at": row.at, "b_index": head + offset,
+                        "b_hash": merkle.leaf_hash(leaf_data(row))})
+    stmt = update(AuditEvent).where(AuditEvent.id == bindparam("b_id"))
+    if conn.dialect.name == "postgresql":
+        stmt = stmt.where(AuditEvent.at == bindparam("b_at"))  # prunes to the row's partition
+    conn.execute(stmt.values(leaf_index=bindparam("b_index"), leaf_hash=bindparam("b_hash"))
+                 .execution_options(synchronize_session=False), updates)
+    size = head + len(rows)
+    tree = Tree(conn)
+    made: dict[tuple[int, int], bytes] = {}
+    for block in range(head >> STORED_LEVEL, size >> STORED_LEVEL):
+        made[(STORED_LEVEL, block)] = merkle.root(tree.leaves(block * BLOCK, (block + 1) * BLOCK))
+    level = STORED_LEVEL + 1
+    while size >> level:
+        for index in range(head >> level, size >> level):
+            left = made.get((level - 1, 2 * index)) or tree.node(level - 1, 2 * index)
+            right = made.get((level - 1, 2 * index + 1)) or tree.node(level - 1, 2 * index + 1)
+            made[(level, index)] = merkle.node_hash(left, right)
+        level += 1
+    if made:
+        conn.execute(insert(AuditNode), [{"level": lv, "index": i, "hash": h}
+                                         for (lv, i), h in made.items()])
+    return size
+
+
+# ---- partitions (PostgreSQL) ---------------------------------------------------------------------
+
+def _month(day: dt.date, ahead: int = 0) -> dt.date:
+    months = day.year * 12 + day.month - 1 + ahead
+    return dt.date(months // 12, months % 12 + 1, 1)
+
+
+def partition_name(month: dt.date) -> str:
+    return f"audit_event_{month.year}_{month.month:02d}"
+
+
+def ensure_partitions(conn: Connection, today: dt.date, ahead: int = 2) -> list[str]:
+    """Create the monthly partitions of ``audit_event`` from this month to ``ahead`` months on.
+
+    An event whose month has no partition yet lands in ``audit_event_default``; creating the month
+    later moves such rows into it before attaching, so inserts never fail for want of a partition.
+    """
+    made = []
+    for n in range(ahead + 1):
+        start, end = _month(today, n), _month(today, n + 1)
+        name = partition_name(start)
+        if conn.execute(text("SELECT to_regclass(:n)"), {"n": name}).scalar() is not None:
+            continue
+        bounds = {"a": dt.datetime.combine(start, dt.time(), dt.UTC),
+                  "b": dt.datetime.combine(end, dt.time(), dt.UTC)}
+        conn.execute(text(f"CREATE TABLE {name} (LIKE audit_event INCLUDING DEFAULTS "
+                          "INCLUDING CONSTRAINTS)"))
+        conn.execute(text(f"WITH moved AS (DELETE FROM audit_event_default WHERE at >= :a AND at < :b "
+                          f"RETURNING *) INSERT INTO {name} SELECT * FROM moved"), bounds)
+        conn.execute(text(f"ALTER TABLE audit_event ATTACH PARTITION {name} FOR VALUES FROM "
+                          f"('{bounds['a'].isoformat()}') TO ('{bounds['b'].isoformat()}')"))
+        made.append(name)
+    return made
+
+
+# ---- proofs --------------------------------------------------------------------------------------
+
+def _b64(h: bytes) -> str:
+    return base64.b64encode(h).decode()
+
+
+@dataclass
+class InclusionProof:
+    event_id: int
+    leaf: str  # the leaf's data: the event's canonical JSON
+    leaf_index: int
+    tree_size: int
+    path: list[bytes]
+    checkpoint: str
+    verifier_key: str
+
+    def as_json(self) -> dict[str, Any]:
+        return {"event_id": self.event_id, "leaf": self.leaf, "leaf_index": self.leaf_index,
+                "tree_size": self.tree_size, "inclusion_path": [_b64(h) for h in self.path],
+                "checkpoint": self.checkpoint, "verifier_key": self.verifier_key,
+                "hashing": "RFC 9162 §2.1: leaf = SHA-256(0x00 || leaf), node = SHA-256(0x01 || l || r)"}
+
+
+def inclusion_proof(session: Session, event_id: int) -> InclusionProof | None:
+    """The event's proof against the latest checkpoint; None if it is not in a checkpoint yet."""
+    row = session.scalar(select(AuditEvent).where(AuditEvent.id == event_id))
+    cp = session.scalar(select(AuditCheckpoint).order_by(AuditCheckpoint.tree_size.desc()).limit(1))
+    if row is None or row.leaf_index is None or cp is None or row.leaf_index >= cp.tree_size:
+        return None
+    tree = Tree(session.connection())
+    path = merkle.inclusion_path(row.leaf_index, cp.tree_size, tree.subtree)
+    return InclusionProof(row.id, leaf_data(row).decode(), row.leaf_index, cp.tree_size, path,
+                          cp.note, cp.verifier_key)
+
+
+def consistency_proof(session: Session, old: int, new: int) -> list[bytes]:
+    return merkle.consistency_path(old, new, Tree(session.connection()).subtree)
+
+
+def consistency_json(session: Session, first: AuditCheckpoint, second: AuditCheckpoint
+                     ) -> dict[str, Any]:
+    """The proof that checkpoint ``first``'s tree is a prefix of ``second``'s, with both notes."""
+    path = (consistency_proof(session, first.tree_size, second.tree_size)
+            if first.tree_size < second.tree_size else [])
+    return {"first": first.tree_size, "second": second.tree_size,
+            "consistency_path": [_b64(h) for h in path],
+            "first_checkpoint": first.note, "second_checkpoint": second.note}
+
+
+def checkpoint_at(session: Session, size: int | None = None) -> AuditCheckpoint | None:
+    stmt = select(AuditCheckpoint).order_by(AuditCheckpoint.tree_size.desc()).limit(1)
+    if size is not None:
+        stmt = select(AuditCheckpoint).where(AuditCheckpoint.tree_size == size)
+    return session.scalar(stmt)
+
+
+# ---- verification --------------------------------------------------------------------------------
 
 @dataclass
 class VerifyResult:
@@ -114,18 +358,104 @@ class VerifyResult:
     checked: int
     broken_id: int | None = None
     reason: str = ""
+    checkpoints: int = 0
+    pending: int = 0
+    problems: list[str] = field(default_factory=list)
 
 
-def verify(engine: Engine) -> VerifyResult:
-    """Walk the chain in id order; report the first row whose link or content does not match."""
-    prev = GENESIS
-    checked = 0
+def _rows(session: Session) -> Iterator[AuditEvent]:
+    stmt = select(AuditEvent).where(AuditEvent.leaf_index.is_not(None)).order_by(AuditEvent.leaf_index)
+    yield from session.scalars(stmt.execution_options(yield_per=2000))
+
+
+def verify(engine: Engine, pinned: Verifier | None = None) -> VerifyResult:
+    """Recompute every leaf from its event, every stored node from its children, and every
+    checkpoint's root from the leaves, and check each checkpoint's signature (also against
+    ``pinned``, the key a monitor trusts, when given). Reports the first problem."""
     with Session(engine) as session:
-        for row in session.scalars(select(AuditEvent).order_by(AuditEvent.id)).yield_per(1000):
-            if row.prev_hash != prev:
-                return VerifyResult(False, checked, row.id, "prev_hash does not link to the row before")
-            if row_hash(prev, row) != row.hash:
-                return VerifyResult(False, checked, row.id, "content does not match its hash")
-            prev = row.hash
-            checked += 1
-    return VerifyResult(True, checked)
+        checkpoints = list(session.scalars(select(AuditCheckpoint).order_by(AuditCheckpoint.tree_size)))
+        pending = session.scalar(select(func.count()).select_from(AuditEvent)
+                                 .where(AuditEvent.leaf_index.is_(None))) or 0
+        result = VerifyResult(True, 0, pending=pending)
+
+        def fail(reason: str, event_id: int | None = None) -> VerifyResult:
+            result.ok, result.reason, result.broken_id = False, reason, event_id
+            return result
+
+        due = iter(checkpoints)
+        cp = next(due, None)
+        compact = merkle.CompactRange()
+        block: list[bytes] = []
+        stored = iter(session.execute(
+            select(AuditNode.index, AuditNode.hash).where(AuditNode.level == STORED_LEVEL)
+            .order_by(AuditNode.index)).all())
+        for row in _rows(session):
+            expected = compact.size
+            if row.leaf_index != expected:
+                what = (f"leaf {expected} is missing (deleted)" if (row.leaf_index or 0) > expected
+                        else f"leaf {row.leaf_index} appears twice")
+                return fail(what, row.id)
+            computed = merkle.leaf_hash(leaf_data(row))
+            if row.leaf_hash is None or bytes(row.leaf_hash) != computed:
+                return fail(f"event {row.id} (leaf {expected}): content does not match its leaf hash",
+                            row.id)
+            compact.append(computed)
+            block.append(computed)
+            if len(block) == BLOCK:
+                node = next(stored, None)
+                if node is None or node[0] != expected >> STORED_LEVEL or \
+                        bytes(node[1]) != merkle.root(block):
+                    return fail(f"leaves {expected + 1 - BLOCK}..{expected} do not match their stored "
+                                "subtree", row.id)
+                block = []
+            while cp is not None and cp.tree_size == compact.size:
+                problem = _check_checkpoint(cp, compact.root(), pinned)
+                if problem:
+                    return fail(problem, row.id)
+                result.checkpoints += 1
+                cp = next(due, None)
+            result.checked = compact.size
+        if cp is not None:
+            return fail(f"checkpoint of size {cp.tree_size} covers leaves that are missing "
+                        f"(found {compact.size})")
+        if checkpoints and compact.size != checkpoints[-1].tree_size:
+            return fail(f"{compact.size - checkpoints[-1].tree_size} leaves are not under a checkpoint")
+        problem = _check_nodes(session)
+        if problem:
+            return fail(problem)
+    return result
+
+
+def _check_checkpoint(cp: AuditCheckpoint, computed: bytes, pinned: Verifier | None) -> str:
+    if bytes(cp.root_hash) != computed:
+        return f"checkpoint of size {cp.tree_size}: the leaves give another root (changed or reordered)"
+    try:
+        verifiers = [Verifier.parse(cp.verifier_key)] + ([pinned] if pinned else [])
+    except ValueError:
+        return f"checkpoint of size {cp.tree_size}: its verifier key is malformed"
+    for verifier in verifiers:
+        body = verifier.open(cp.note)
+        if body is None:
+            return f"checkpoint of size {cp.tree_size}: signature does not verify with {verifier.name}"
+        signed = Checkpoint.parse(body)
+        if signed.size != cp.tree_size or signed.root != computed:
+            return f"checkpoint of size {cp.tree_size}: the signed note states another tree"
+    return ""
+
+
+def _check_nodes(session: Session) -> str:
+    """Each stored node above the bottom stored level is the hash of its two stored children (the
+    bottom level was checked against the leaves)."""
+    level = STORED_LEVEL + 1
+    while True:
+        parents = session.execute(select(AuditNode.index, AuditNode.hash)
+                                  .where(AuditNode.level == level).order_by(AuditNode.index)).all()
+        if not parents:
+            return ""
+        children = dict(session.execute(select(AuditNode.index, AuditNode.hash)
+                                        .where(AuditNode.level == level - 1)).all())
+        for index, value in parents:
+            left, right = children.get(2 * index), children.get(2 * index + 1)
+            if left is None or right is None or merkle.node_hash(bytes(left), bytes(right)) != bytes(value):
+                return f"stored subtree {level}/{index} does not match its children"
+        level += 1

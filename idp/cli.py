@@ -6,6 +6,7 @@ operate on; the composition root lists them all.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -15,12 +16,13 @@ from alembic.config import Config
 from flask import Flask, current_app
 from flask.cli import AppGroup
 
-from idp.audit import verify
-from idp.db import get_engine, unit_of_work
+from idp import audit
+from idp.db import get_engine, get_session, unit_of_work
+from idp.signed_note import Signer, Verifier, load_or_create
 from idp.store import DatabaseStore, get_store
 
 db_cli = AppGroup("db", help="Database schema (Alembic migrations).")
-audit_cli = AppGroup("audit", help="The hash-chained audit log.")
+audit_cli = AppGroup("audit", help="The audit log: its Merkle tree, checkpoints and proofs.")
 store_cli = AppGroup("store", help="Short-lived state.")
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
@@ -52,15 +54,122 @@ def db_revision(message: str, autogenerate: bool) -> None:
     )
 
 
+def audit_signer() -> Signer:
+    """The checkpointer's key: ``IDP_AUDIT_KEY_FILE``, or outside production a key made on first use
+    in the instance folder. Production never makes one silently: a new key would make monitors
+    that pinned the old one reject every later checkpoint."""
+    settings = current_app.config["IDP"]
+    path = settings.audit_key_file or str(settings.instance_path / "audit-checkpoint.pem")
+    production = settings.environment == "production"
+    if production and not settings.audit_key_file:
+        raise click.ClickException("IDP_AUDIT_KEY_FILE must name the checkpoint signing key "
+                                   "(make one with `flask audit keygen FILE`)")
+    try:
+        return load_or_create(path, audit.origin_of(settings.issuer), create=not production)
+    except FileNotFoundError:
+        raise click.ClickException(f"no checkpoint signing key at {path}") from None
+
+
+@audit_cli.command("keygen")
+@click.argument("path", type=click.Path(dir_okay=False))
+def audit_keygen(path: str) -> None:
+    """Make a new checkpoint signing key at PATH (mode 0600) and print its verifier key."""
+    if Path(path).exists():
+        raise click.ClickException(f"{path} exists; a log keeps its key")
+    signer = load_or_create(path, audit.origin_of(current_app.config["IDP"].issuer), create=True)
+    click.echo(signer.verifier_key)
+
+
+@audit_cli.command("key")
+def audit_key() -> None:
+    """Print the verifier key that checks this log's checkpoints (for monitors to pin)."""
+    click.echo(audit_signer().verifier_key)
+
+
+@audit_cli.command("checkpoint")
+@click.option("--forever", is_flag=True, help="Keep folding new events (a service's command).")
+@click.option("--interval", type=click.FloatRange(min=0.1), default=1.0, show_default=True,
+              help="Seconds between passes with --forever when nothing is waiting.")
+@click.option("--batch", type=click.IntRange(min=1), default=50_000, show_default=True,
+              help="Most events folded into one checkpoint.")
+def audit_checkpoint(forever: bool, interval: float, batch: int) -> None:
+    """Fold new events into the Merkle tree and sign a checkpoint; with --forever, keep doing so.
+
+    Only one checkpointer works at a time (an advisory lock); a second one waits its turn.
+    """
+    import signal
+    import time
+
+    signer = audit_signer()
+    stop: list[bool] = []
+    if forever:
+        signal.signal(signal.SIGTERM, lambda *_: stop.append(True))
+    while True:
+        with unit_of_work() as session:
+            folded = audit.checkpoint(session, signer, batch=batch)
+        if folded is not None and folded.added:
+            click.echo(f"checkpoint: {folded.size} events (+{folded.added})")
+        elif not forever:
+            click.echo("checkpoint: nothing new" if folded is not None
+                       else "checkpoint: another checkpointer is at work")
+        if not forever or stop:
+            return
+        if folded is None or folded.added < batch:
+            time.sleep(interval)
+
+
 @audit_cli.command("verify")
-def audit_verify() -> None:
-    """Check the audit log's hash chain; print "ok" or the first broken row."""
-    result = verify(get_engine())
+@click.option("--key", "pinned", help="A verifier key every checkpoint must also be signed by.")
+def audit_verify(pinned: str | None) -> None:
+    """Recompute the tree from every event and check every signed checkpoint; print "ok" or the
+    first problem."""
+    verifier = Verifier.parse(pinned) if pinned else None
+    result = audit.verify(get_engine(), verifier)
     if result.ok:
-        click.echo(f"ok ({result.checked} rows)")
+        click.echo(f"ok ({result.checked} rows, {result.checkpoints} checkpoints, "
+                   f"{result.pending} not yet in the tree)")
         return
     click.echo(f"broken at row {result.broken_id}: {result.reason}", err=True)
     raise SystemExit(1)
+
+
+@audit_cli.command("prove")
+@click.argument("event_id", type=int)
+def audit_prove(event_id: int) -> None:
+    """Print, as JSON, the proof that event EVENT_ID is in the latest checkpoint."""
+    proof = audit.inclusion_proof(get_session(), event_id)
+    if proof is None:
+        raise click.ClickException(f"event {event_id} is not in a checkpoint (yet)")
+    click.echo(json.dumps(proof.as_json(), indent=2, ensure_ascii=False))
+
+
+@audit_cli.command("consistency")
+@click.argument("old", type=click.IntRange(min=1))
+@click.argument("new", type=click.IntRange(min=1), required=False)
+def audit_consistency(old: int, new: int | None) -> None:
+    """Print, as JSON, the proof that the tree of OLD events is a prefix of the one of NEW (default:
+    the latest checkpoint), both being checkpoint sizes."""
+    session = get_session()
+    first, second = audit.checkpoint_at(session, old), audit.checkpoint_at(session, new)
+    if first is None or second is None or first.tree_size > second.tree_size:
+        raise click.ClickException("both sizes must be checkpoints, the first not after the second")
+    click.echo(json.dumps(audit.consistency_json(session, first, second), indent=2))
+
+
+@audit_cli.command("partitions")
+@click.option("--ahead", type=click.IntRange(min=0, max=24), default=2, show_default=True)
+def audit_partitions(ahead: int) -> None:
+    """Create the audit log's monthly partitions up to AHEAD months on (PostgreSQL; the
+    checkpointer also does this on every pass)."""
+    with unit_of_work() as session:
+        conn = session.connection()
+        if conn.dialect.name != "postgresql":
+            click.echo("the embedded database keeps one table")
+            return
+        from idp.models.base import utcnow
+
+        made = audit.ensure_partitions(conn, utcnow().date(), ahead)
+    click.echo("made: " + ", ".join(made) if made else "every partition exists")
 
 
 @store_cli.command("purge")

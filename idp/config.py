@@ -88,6 +88,9 @@ class Settings:
     sms_gateway_content_type: str = "application/json"
     outbox_max_attempts: int = 8
     outbox_retry_seconds: int = 30  # the first retry's delay; doubled for each later one
+    # The audit checkpointer's Ed25519 key (PEM). Only ``flask audit checkpoint`` reads it; the web
+    # workers never do. Unset outside production: kept in the instance folder, made on first use.
+    audit_key_file: str | None = None
 
     @property
     def embedded(self) -> bool:
@@ -167,6 +170,7 @@ def load_settings(overrides: dict[str, str] | None = None) -> Settings:
         sms_gateway_content_type=get("SMS_GATEWAY_CONTENT_TYPE", "application/json"),
         outbox_max_attempts=number("OUTBOX_MAX_ATTEMPTS", 8),
         outbox_retry_seconds=number("OUTBOX_RETRY_SECONDS", 30),
+        audit_key_file=optional("AUDIT_KEY_FILE"),
     )
     if environment == "production":
         _check_production(settings, env)

@@ -20,8 +20,8 @@ PACKAGE = ROOT / "idp"
 #: infrastructure; the composition root on top knows everything.
 LAYERS = {
     # infrastructure
-    "config": 0, "clock": 0, "models": 0, "db": 1, "store": 1, "i18n": 1, "logs": 1, "security": 1,
-    "useragents": 1,
+    "config": 0, "clock": 0, "models": 0, "merkle": 0, "signed_note": 0,
+    "db": 1, "store": 1, "i18n": 1, "logs": 1, "security": 1, "useragents": 1,
     "state": 2,
     "audit": 2, "outbox": 2, "codes": 3, "interaction": 3, "errors": 2, "revocation": 3,
     # domain
@@ -30,6 +30,7 @@ LAYERS = {
     "oidc": 7,
     # pages that stand on their own part
     "registration": 8, "account": 8, "health": 8, "helpdesk": 8, "services": 8,
+    "transparency": 8,
     # composition root and operator commands
     "cli": 9, "app": 10, "idp": 11,
 }

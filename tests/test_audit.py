@@ -1,68 +1,460 @@
-"""The audit log is a hash chain: any change to a row is detected by `flask audit verify`."""
+"""The audit log is a Merkle tree with signed checkpoints: `flask audit verify` finds a changed, deleted
+or reordered event, a forged checkpoint or node; proofs of inclusion and consistency check out with
+nothing but the published checkpoint; appends from several processes at once lose nothing."""
 
 from __future__ import annotations
 
+import base64
+import datetime as dt
+import json
+import multiprocessing
+import random
+from pathlib import Path
+
 import pytest
+import sqlalchemy as sa
 from flask import Flask
-from sqlalchemy import select, update
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sqlalchemy import select, text, update
 
-from idp import audit
-from idp.db import unit_of_work
-from idp.models import AuditEvent
+from idp import audit, merkle
+from idp.db import get_session, unit_of_work
+from idp.models import AuditCheckpoint, AuditEvent, AuditNode
+from idp.signed_note import Checkpoint, Verifier, load_or_create
+
+# ---- RFC 9162 hashing and proofs, against a tree computed the way §2.1.1 defines it ------------
+
+def mth(leaves: list[bytes]) -> bytes:
+    """MTH straight from the RFC's recursive definition (independent of merkle.root)."""
+    if not leaves:
+        return merkle.EMPTY
+    if len(leaves) == 1:
+        return leaves[0]
+    k = 1
+    while k * 2 < len(leaves):
+        k *= 2
+    return merkle.node_hash(mth(leaves[:k]), mth(leaves[k:]))
 
 
-def write_events(app: Flask, n: int) -> None:
-    with app.app_context(), unit_of_work():
-        for i in range(n):
-            audit.append("login", actor="citizen:x", citizen_id=None, attempt=i)
+def leaves_of(n: int) -> list[bytes]:
+    return [merkle.leaf_hash(f"event {i}".encode()) for i in range(n)]
 
 
-def test_verify_reports_ok_for_an_untouched_chain(app: Flask) -> None:
+def test_known_answer_for_the_empty_tree_and_one_leaf() -> None:
+    assert merkle.root([]).hex() == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+    # RFC 9162 §2.1.1: a one-leaf tree's root is SHA-256(0x00 || d); for d = "" that is 6e340b9c...
+    assert merkle.leaf_hash(b"").hex().startswith("6e340b9cffb37a98")
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(min_value=1, max_value=140), st.data())
+def test_inclusion_and_consistency_proofs_verify_for_every_shape(n: int, data: st.DataObject) -> None:
+    leaves = leaves_of(n)
+    assert merkle.root(leaves) == mth(leaves)
+
+    def subtree(a: int, b: int) -> bytes:
+        return mth(leaves[a:b])
+
+    index = data.draw(st.integers(min_value=0, max_value=n - 1))
+    path = merkle.inclusion_path(index, n, subtree)
+    assert merkle.verify_inclusion(leaves[index], index, n, path, mth(leaves))
+    assert not merkle.verify_inclusion(leaves[(index + 1) % n], index, n, path, mth(leaves)) or n == 1
+    if path:
+        bent = [*path[:-1], merkle.leaf_hash(b"forged")]
+        assert not merkle.verify_inclusion(leaves[index], index, n, bent, mth(leaves))
+
+    old = data.draw(st.integers(min_value=1, max_value=n))
+    proof = merkle.consistency_path(old, n, subtree)
+    assert merkle.verify_consistency(old, n, mth(leaves[:old]), mth(leaves), proof)
+    if old < n:
+        # A tree that rewrote an old leaf is not an extension of the old one.
+        forked = [*leaves[: old - 1], merkle.leaf_hash(b"rewritten"), *leaves[old:]]
+        fork_proof = merkle.consistency_path(old, n, lambda a, b: mth(forked[a:b]))
+        assert not merkle.verify_consistency(old, n, mth(leaves[:old]), mth(forked), fork_proof)
+
+
+def test_compact_range_gives_every_prefix_root() -> None:
+    leaves = leaves_of(300)
+    compact = merkle.CompactRange()
+    for i, leaf in enumerate(leaves):
+        compact.append(leaf)
+        if i % 37 == 0 or i == 299:
+            assert compact.root() == mth(leaves[: i + 1])
+
+
+# ---- the log in the database ---------------------------------------------------------------------
+
+def write_events(app: Flask, n: int, per_unit: int = 1) -> None:
+    with app.app_context():
+        for start in range(0, n, per_unit):
+            with unit_of_work():
+                for i in range(start, min(n, start + per_unit)):
+                    audit.append("login", actor="citizen:x", citizen_id=None, attempt=i)
+
+
+def checkpoint(app: Flask) -> str:
+    result = app.test_cli_runner().invoke(args=["audit", "checkpoint"])
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def verify(app: Flask, *extra: str) -> tuple[int, str]:
+    result = app.test_cli_runner().invoke(args=["audit", "verify", *extra])
+    return result.exit_code, result.output
+
+
+def leaf_ids(app: Flask) -> list[int]:
+    with app.app_context():
+        return list(get_session().scalars(select(AuditEvent.id).where(AuditEvent.leaf_index.is_not(None))
+                                          .order_by(AuditEvent.leaf_index)))
+
+
+def test_checkpoints_sign_the_tree_and_verify_checks_them(app: Flask) -> None:
     write_events(app, 5)
-    runner = app.test_cli_runner()
-    result = runner.invoke(args=["audit", "verify"])
-    assert result.exit_code == 0
-    assert result.output.startswith("ok (5 rows)")
+    assert checkpoint(app).startswith("checkpoint: 5 events (+5)")
+    write_events(app, 300, per_unit=50)  # crosses a stored 256-leaf subtree
+    assert "305 events (+300)" in checkpoint(app)
+    assert checkpoint(app).startswith("checkpoint: nothing new")
+    write_events(app, 2)  # not yet in the tree: reported, not an error
+    key = app.test_cli_runner().invoke(args=["audit", "key"]).output.strip()
+
+    code, output = verify(app, "--key", key)
+    assert code == 0, output
+    assert output.startswith("ok (305 rows, 2 checkpoints, 2 not yet in the tree)")
+    with app.app_context():
+        assert get_session().scalar(select(AuditNode.hash).where(AuditNode.level == 8)) is not None
+
+    # A monitor pinning another key rejects the log.
+    stranger = load_or_create(str(Path(app.config["IDP"].instance_path) / "stranger.pem"),
+                              audit.origin_of(app.config["IDP"].issuer), create=True)
+    code, output = verify(app, "--key", stranger.verifier_key)
+    assert code == 1 and "signature does not verify" in output
 
 
-def test_verify_finds_a_modified_row(app: Flask) -> None:
-    write_events(app, 5)
-    engine = app.extensions["idp.engine"]
-    with engine.begin() as conn:
-        third = conn.execute(select(AuditEvent.id).order_by(AuditEvent.id).offset(2).limit(1)).scalar_one()
+def test_verify_finds_a_modified_event(app: Flask) -> None:
+    write_events(app, 6)
+    checkpoint(app)
+    third = leaf_ids(app)[2]
+    with app.extensions["idp.engine"].begin() as conn:
         conn.execute(update(AuditEvent).where(AuditEvent.id == third).values(event="logout"))
-    result = app.test_cli_runner().invoke(args=["audit", "verify"])
-    assert result.exit_code == 1
-    assert f"broken at row {third}" in result.output
+    code, output = verify(app)
+    assert code == 1
+    assert f"broken at row {third}" in output and "does not match its leaf hash" in output
 
 
-def test_verify_finds_a_deleted_row(app: Flask) -> None:
-    write_events(app, 4)
+def test_verify_finds_a_modified_event_whose_leaf_hash_was_forged_too(app: Flask) -> None:
+    write_events(app, 6)
+    checkpoint(app)
+    third = leaf_ids(app)[2]
     engine = app.extensions["idp.engine"]
     with engine.begin() as conn:
-        second = conn.execute(select(AuditEvent.id).order_by(AuditEvent.id).offset(1).limit(1)).scalar_one()
+        conn.execute(update(AuditEvent).where(AuditEvent.id == third).values(event="logout"))
+    with app.app_context():
+        row = get_session().get(AuditEvent, third)
+        forged = merkle.leaf_hash(audit.leaf_data(row))
+    with engine.begin() as conn:
+        conn.execute(update(AuditEvent).where(AuditEvent.id == third).values(leaf_hash=forged))
+    code, output = verify(app)
+    assert code == 1 and "the leaves give another root" in output
+
+
+def test_verify_finds_a_deleted_event(app: Flask) -> None:
+    write_events(app, 4)
+    checkpoint(app)
+    second = leaf_ids(app)[1]
+    with app.extensions["idp.engine"].begin() as conn:
         conn.execute(AuditEvent.__table__.delete().where(AuditEvent.id == second))
-    result = app.test_cli_runner().invoke(args=["audit", "verify"])
-    assert result.exit_code == 1
-    assert "does not link" in result.output
+    code, output = verify(app)
+    assert code == 1 and "leaf 1 is missing" in output
 
 
-def test_concurrent_appends_keep_one_unbroken_chain(app: Flask) -> None:
-    import threading
+def test_verify_finds_a_deleted_last_event(app: Flask) -> None:
+    write_events(app, 4)
+    checkpoint(app)
+    last = leaf_ids(app)[-1]
+    with app.extensions["idp.engine"].begin() as conn:
+        conn.execute(AuditEvent.__table__.delete().where(AuditEvent.id == last))
+    code, output = verify(app)
+    assert code == 1 and "covers leaves that are missing" in output
 
-    def writer() -> None:
-        for _ in range(10):  # ten units of work, each linking to the tail at its commit
-            write_events(app, 1)
 
-    threads = [threading.Thread(target=writer) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    result = audit.verify(app.extensions["idp.engine"])
-    assert result.ok and result.checked == 40
+def test_verify_finds_reordered_events(app: Flask) -> None:
+    write_events(app, 5)
+    checkpoint(app)
+    ids = leaf_ids(app)
+    engine = app.extensions["idp.engine"]
+    with engine.begin() as conn:  # swap the places of two events, hashes and all
+        rows = {r.id: r for r in conn.execute(select(AuditEvent.id, AuditEvent.leaf_index,
+                                                     AuditEvent.leaf_hash).where(AuditEvent.id.in_(ids[1:3])))}
+        a, b = rows[ids[1]], rows[ids[2]]
+        conn.execute(update(AuditEvent).where(AuditEvent.id == a.id).values(leaf_index=-1))
+        conn.execute(update(AuditEvent).where(AuditEvent.id == b.id)
+                     .values(leaf_index=a.leaf_index, leaf_hash=a.leaf_hash))
+        conn.execute(update(AuditEvent).where(AuditEvent.id == a.id)
+                     .values(leaf_index=b.leaf_index, leaf_hash=b.leaf_hash))
+    code, output = verify(app)
+    assert code == 1 and "content does not match its leaf hash" in output
+
+
+def test_verify_finds_a_forged_checkpoint_and_a_forged_node(app: Flask) -> None:
+    write_events(app, 600, per_unit=100)
+    checkpoint(app)
+    engine = app.extensions["idp.engine"]
+    with engine.begin() as conn:
+        conn.execute(update(AuditNode).where(AuditNode.level == 9, AuditNode.index == 0)
+                     .values(hash=b"\x00" * 32))
+    code, output = verify(app)
+    assert code == 1 and "stored subtree 9/0 does not match" in output
+
+    write_events(app, 1)
+    checkpoint(app)
+    with engine.begin() as conn:  # a forger rewrites the newest checkpoint's note with its own root
+        cp = conn.execute(select(AuditCheckpoint).order_by(AuditCheckpoint.tree_size.desc())).first()
+        assert cp is not None
+        forged = cp.note.replace(base64.b64encode(cp.root_hash).decode(),
+                                 base64.b64encode(b"\x01" * 32).decode())
+        conn.execute(update(AuditCheckpoint).where(AuditCheckpoint.tree_size == cp.tree_size)
+                     .values(note=forged))
+    code, output = verify(app)
+    assert code == 1
+
+
+def test_inclusion_and_consistency_proofs_from_the_cli_check_out(app: Flask) -> None:
+    write_events(app, 40, per_unit=10)
+    checkpoint(app)
+    write_events(app, 700, per_unit=100)
+    checkpoint(app)
+    runner = app.test_cli_runner()
+    for position in (0, 17, 255, 256, 511, 739):
+        event_id = leaf_ids(app)[position]
+        result = runner.invoke(args=["audit", "prove", str(event_id)])
+        assert result.exit_code == 0, result.output
+        proof = json.loads(result.output)
+        verifier = Verifier.parse(proof["verifier_key"])
+        body = verifier.open(proof["checkpoint"])
+        assert body is not None
+        signed = Checkpoint.parse(body)
+        assert signed.size == proof["tree_size"] == 740
+        assert json.loads(proof["leaf"])["id"] == event_id
+        leaf = merkle.leaf_hash(proof["leaf"].encode())
+        path = [base64.b64decode(h) for h in proof["inclusion_path"]]
+        assert merkle.verify_inclusion(leaf, position, 740, path, signed.root)
+        assert not merkle.verify_inclusion(leaf, (position + 1) % 740, 740, path, signed.root)
+
+    result = runner.invoke(args=["audit", "consistency", "40"])
+    assert result.exit_code == 0, result.output
+    proof = json.loads(result.output)
+    old = Checkpoint.parse(Verifier.parse(proof_key(app)).open(proof["first_checkpoint"]) or "")
+    new = Checkpoint.parse(Verifier.parse(proof_key(app)).open(proof["second_checkpoint"]) or "")
+    assert (old.size, new.size) == (40, 740)
+    assert merkle.verify_consistency(40, 740, old.root, new.root,
+                                     [base64.b64decode(h) for h in proof["consistency_path"]])
+    assert runner.invoke(args=["audit", "consistency", "41"]).exit_code != 0
+    assert runner.invoke(args=["audit", "prove", "999999"]).exit_code != 0
+
+
+def proof_key(app: Flask) -> str:
+    return str(app.test_cli_runner().invoke(args=["audit", "key"]).output.strip())
+
+
+def test_published_checkpoints_and_consistency_proofs_for_monitors(app: Flask) -> None:
+    client = app.test_client()
+    assert client.get("/audit/checkpoint").status_code == 404
+    write_events(app, 3)
+    checkpoint(app)
+    first = client.get("/audit/checkpoint")
+    assert first.status_code == 200 and first.mimetype == "text/plain"
+    key = client.get("/audit/key").get_data(as_text=True).strip()
+    assert key == proof_key(app)
+    verifier = Verifier.parse(key)
+    assert verifier.open(first.get_data(as_text=True)) is not None
+    assert verifier.open(first.get_data(as_text=True).replace("\n3\n", "\n4\n")) is None
+
+    write_events(app, 10)
+    checkpoint(app)
+    latest = Checkpoint.parse(verifier.open(client.get("/audit/checkpoint").get_data(as_text=True)) or "")
+    assert latest.size == 13 and latest.origin == audit.origin_of(app.config["IDP"].issuer)
+    assert any(line.startswith("time ") for line in latest.extensions)
+    assert client.get("/audit/checkpoint/3").get_data(as_text=True) == first.get_data(as_text=True)
+    proof = client.get("/audit/consistency?first=3").get_json()
+    old = Checkpoint.parse(verifier.open(proof["first_checkpoint"]) or "")
+    assert merkle.verify_consistency(3, 13, old.root, latest.root,
+                                     [base64.b64decode(h) for h in proof["consistency_path"]])
+    for bad in ("", "?first=x", "?first=0", "?first=4", "?first=13&second=3", "?first=99999999999999999999"):
+        response = client.get("/audit/consistency" + bad)
+        assert response.status_code in (400, 404) and response.get_json()["error"] == "invalid_request"
+    assert client.get("/audit/checkpoint/4").status_code == 404
 
 
 def test_secrets_are_refused_in_audit_details(app: Flask) -> None:
     with app.app_context(), pytest.raises(ValueError):
         audit.append("login", password="hunter2hunter2")
+
+
+def test_a_failed_unit_of_work_leaves_no_event(app: Flask) -> None:
+    with app.app_context():
+        with pytest.raises(RuntimeError), unit_of_work():
+            audit.append("login", actor="citizen:x")
+            raise RuntimeError("the request failed")
+        assert get_session().scalar(select(AuditEvent.id)) is None
+
+
+# ---- many writers, and the partitions (PostgreSQL) -----------------------------------------------
+
+def _append_many(env: dict[str, str], worker: int, units: int) -> None:
+    from tests.conftest import make_app
+
+    app = make_app(env)
+    rng = random.Random(worker)
+    with app.app_context():
+        for unit in range(units):
+            with unit_of_work():
+                for i in range(rng.randint(1, 4)):
+                    audit.append("flow", actor=f"worker:{worker}", unit=unit, i=i)
+
+
+def _checkpoint_loop(env: dict[str, str], passes: int) -> None:
+    from tests.conftest import make_app
+
+    app = make_app(env)
+    for _ in range(passes):
+        result = app.test_cli_runner().invoke(args=["audit", "checkpoint"])
+        assert result.exit_code == 0, (result.output, result.exception)
+
+
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+def test_concurrent_appends_from_several_processes_and_a_checkpointer(
+        app: Flask, backend: dict[str, str]) -> None:
+    context = multiprocessing.get_context("spawn")
+    writers = [context.Process(target=_append_many, args=(backend, w, 60)) for w in range(4)]
+    checkpointers = [context.Process(target=_checkpoint_loop, args=(backend, 15)) for _ in range(2)]
+    for p in writers + checkpointers:
+        p.start()
+    for p in writers + checkpointers:
+        p.join(120)
+        assert p.exitcode == 0
+    checkpoint(app)
+    with app.app_context():
+        session = get_session()
+        total = session.scalar(text("SELECT count(*) FROM audit_event"))
+        indexes = list(session.scalars(select(AuditEvent.leaf_index).order_by(AuditEvent.leaf_index)))
+        checkpoints = session.scalar(text("SELECT count(*) FROM audit_checkpoint"))
+    assert indexes == list(range(total)) and total >= 240
+    assert checkpoints >= 2
+    code, output = verify(app)
+    assert code == 0, output
+    assert output.startswith(f"ok ({total} rows")
+
+
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+def test_events_land_in_monthly_partitions_and_proofs_span_them(app: Flask) -> None:
+    engine = app.extensions["idp.engine"]
+    with app.app_context():
+        for at in (dt.datetime(2031, 5, 3, tzinfo=dt.UTC), dt.datetime(2031, 6, 30, 23, 59, tzinfo=dt.UTC)):
+            with unit_of_work() as session:
+                session.connection().execute(AuditEvent.__table__.insert().values(
+                    at=at, event="future", actor="system", details={}))
+    with engine.connect() as conn:
+        where = dict(conn.execute(text("SELECT event, tableoid::regclass::text FROM audit_event")).all())
+    assert where["future"] == "audit_event_default"  # no partition for 2031 yet: nothing is lost
+    with app.app_context(), unit_of_work() as session:
+        made = audit.ensure_partitions(session.connection(), dt.date(2031, 5, 1), ahead=1)
+    assert made == ["audit_event_2031_05", "audit_event_2031_06"]
+    with engine.connect() as conn:
+        where = conn.execute(text("SELECT tableoid::regclass::text FROM audit_event "
+                                  "WHERE event = 'future' ORDER BY at")).scalars().all()
+    assert where == ["audit_event_2031_05", "audit_event_2031_06"]
+    write_events(app, 3)
+    checkpoint(app)
+    code, output = verify(app)
+    assert code == 0, output
+    runner = app.test_cli_runner()
+    for event_id in leaf_ids(app):
+        assert runner.invoke(args=["audit", "prove", str(event_id)]).exit_code == 0
+
+
+# ---- the hash chain of earlier releases, sealed into the tree ----------------------------------
+
+def _chain_rows(n: int, start: dt.datetime) -> list[dict[str, object]]:
+    """Events as the hash-chained log wrote them (that release's canonical content and linking)."""
+    import hashlib
+
+    prev, rows = "0" * 64, []
+    for i in range(n):
+        at = start + dt.timedelta(days=20 * i, milliseconds=i)
+        row = {"at": at, "event": "login", "actor": f"citizen:{i}", "citizen_id": None,
+               "client_id": None, "ip": "203.0.113.9", "details": {"attempt": i}}
+        content = json.dumps({**row, "at": at.isoformat()}, sort_keys=True, separators=(",", ":"),
+                             default=str)
+        digest = hashlib.sha256((prev + content).encode()).hexdigest()
+        rows.append({**row, "prev_hash": prev, "hash": digest})
+        prev = digest
+    return rows
+
+
+def _old_table() -> sa.TableClause:
+    from idp.models.base import UTCDateTime
+
+    return sa.table("audit_event", *(sa.column(c) for c in ("event", "actor", "citizen_id", "client_id",
+                                                            "ip", "prev_hash", "hash")),
+                    sa.column("at", UTCDateTime()), sa.column("details", sa.JSON()))
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_migration_seals_the_chain_into_the_tree(kind: str, tmp_path: Path) -> None:
+    from alembic import command
+
+    from idp.cli import alembic_config
+    from tests.conftest import TEST_SETTINGS, make_app, old_database
+
+    with old_database(kind, tmp_path, "0007_home_and_delivery") as url:
+        engine = sa.create_engine(url)
+        rows = _chain_rows(5, dt.datetime(2026, 8, 30, 8, 0, tzinfo=dt.UTC))
+        with engine.begin() as conn:
+            conn.execute(sa.insert(_old_table()), rows)
+        command.upgrade(alembic_config(url), "head")
+        with engine.connect() as conn:
+            moved = conn.execute(text("SELECT id, event, actor FROM audit_event ORDER BY id")).all()
+            if kind == "postgres":
+                homes = conn.execute(text("SELECT DISTINCT tableoid::regclass::text FROM audit_event "
+                                          "WHERE event = 'login'")).scalars().all()
+                assert sorted(homes) == ["audit_event_2026_08", "audit_event_2026_09",
+                                         "audit_event_2026_10", "audit_event_2026_11"]
+        engine.dispose()
+        assert [r.actor for r in moved[:5]] == [f"citizen:{i}" for i in range(5)]
+        assert moved[:5] == sorted(moved[:5]) and moved[5].event == "audit_chain_sealed"
+
+        env = {"IDP_INSTANCE_PATH": str(tmp_path / "instance"), **TEST_SETTINGS,
+               "IDP_DATABASE_URL": url, "IDP_REDIS_URL": ""}
+        app = make_app(env)
+        checkpoint(app)
+        code, output = verify(app)
+        assert code == 0 and output.startswith("ok (6 rows"), output
+        with app.app_context():
+            seal = get_session().get(AuditEvent, moved[5].id)
+            assert seal is not None and seal.details["head"] == rows[-1]["hash"]
+            assert seal.details["rows"] == 5
+        app.extensions["idp.engine"].dispose()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_migration_refuses_a_broken_chain(kind: str, tmp_path: Path) -> None:
+    from alembic import command
+
+    from idp.cli import alembic_config
+    from tests.conftest import old_database
+
+    with old_database(kind, tmp_path, "0007_home_and_delivery") as url:
+        engine = sa.create_engine(url)
+        rows = _chain_rows(3, dt.datetime(2026, 10, 1, tzinfo=dt.UTC))
+        rows[1]["actor"] = "citizen:someone-else"  # changed after it was linked
+        with engine.begin() as conn:
+            conn.execute(sa.insert(_old_table()), rows)
+        with pytest.raises(RuntimeError, match="broken at row"):
+            command.upgrade(alembic_config(url), "head")
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == \
+                "0007_home_and_delivery"
+            assert conn.execute(text("SELECT count(*) FROM audit_event")).scalar() == 3
+        engine.dispose()

@@ -14,8 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from idp import audit, revocation
-from idp.db import get_session
-from idp.models import ClaimRelease, Client, ConsentRecord
+from idp.models import Client, ConsentRecord
 
 SCOPE_LABELS = {
     "openid": _l("A SatuID identifier for this service (not your NIK)"),
@@ -96,7 +95,4 @@ def history(session: Session, citizen_id: uuid.UUID) -> list[ConsentRecord]:
 
 def record_release(citizen_id: uuid.UUID, client: Client, channel: str, names: list[str]) -> None:
     """Log a release of claims (ID token or userinfo) for /account/activity and the audit log."""
-    get_session().add(ClaimRelease(citizen_id=citizen_id, client_id=client.client_id, channel=channel,
-                                   claims=names))
-    audit.append("claims_released", citizen_id=citizen_id, client_id=client.client_id, channel=channel,
-                 claims=names)
+    audit.release(citizen_id, client.client_id, channel, names)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_wtf import FlaskForm
 from sqlalchemy import select
 
+from idp import audit
 from idp import interaction as interactions
 from idp.auth.current import current_citizen, login_required
 from idp.consent import records
@@ -104,3 +106,28 @@ def activity() -> str:
     rows = [(r, clients.get(r.client_id), [str(records.CLAIM_LABELS.get(c, c)) for c in r.claims])
             for r in releases]
     return render_template("consent/activity.html", rows=rows)
+
+
+@bp.get("/account/activity/<int:release_id>/proof")
+@login_required
+def release_proof(release_id: int) -> Any:
+    """A file proving this release is recorded in the signed audit log: the event, its place in
+    the Merkle tree and the checkpoint it is under, which anyone can check against the published
+    checkpoints (/audit/checkpoint) without trusting SatuID's database."""
+    citizen = current_citizen()
+    assert citizen is not None
+    session = get_session()
+    release = session.get(ClaimRelease, release_id)
+    if release is None or release.citizen_id != citizen.id:
+        abort(404)
+    proof = audit.inclusion_proof(session, release.audit_event_id) if release.audit_event_id else None
+    if proof is None:
+        flash(_("The proof for this release is not ready yet: the log signs new records every few "
+                "seconds. Try again in a minute."), "info")
+        return redirect(url_for("consent.activity"))
+    body = json.dumps({"release": {"id": release.id, "client_id": release.client_id,
+                                   "channel": release.channel, "claims": release.claims},
+                       **proof.as_json()}, indent=2, ensure_ascii=False)
+    return Response(body, mimetype="application/json", headers={
+        "Content-Disposition": f'attachment; filename="satuid-proof-{release.id}.json"',
+        "Cache-Control": "no-store"})

@@ -7,7 +7,7 @@ import hashlib
 import uuid
 from typing import Annotated
 
-from sqlalchemy import DateTime, MetaData, String, TypeDecorator, Uuid
+from sqlalchemy import BigInteger, DateTime, Integer, MetaData, String, TypeDecorator, Uuid
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, mapped_column
 
@@ -64,3 +64,8 @@ str255 = Annotated[str, mapped_column(String(255))]
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
     type_annotation_map = {dt.datetime: UTCDateTime, uuid.UUID: Uuid}
+
+
+#: A 64-bit id for tables that grow with every sign-on (an INTEGER rowid alias on SQLite, which only
+#: autoincrements that type): 170 million rows a day outgrow 32 bits in under a fortnight.
+BigId = BigInteger().with_variant(Integer, "sqlite")

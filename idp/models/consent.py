@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, Uuid
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, String, Text, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
-from idp.models.base import Base, timestamp
+from idp.models.base import Base, BigId, timestamp
 
 
 class ConsentRecord(Base):
@@ -36,10 +36,12 @@ class ClaimRelease(Base):
 
     __tablename__ = "claim_release"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     citizen_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("citizen.id", ondelete="CASCADE"),
                                                   index=True)
     client_id: Mapped[str] = mapped_column(String(100), ForeignKey("oidc_client.client_id"))
     channel: Mapped[str] = mapped_column(String(16))  # id_token, userinfo
     claims: Mapped[list[str]] = mapped_column(JSON, default=list)
     released_at: Mapped[timestamp]
+    # The audit event recording this release (no foreign key: the log is partitioned on PostgreSQL).
+    audit_event_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
