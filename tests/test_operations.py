@@ -21,7 +21,7 @@ def test_metrics_behind_a_token_when_configured(backend: dict[str, str], app: Fl
     guarded = make_app({**backend, "IDP_METRICS_TOKEN": "s3cret-metrics"}).test_client()
     assert guarded.get("/metrics").status_code == 401
     r = guarded.get("/metrics", headers={"Authorization": "Bearer s3cret-metrics"})
-    assert r.status_code == 200 and "satuid_citizens" in r.get_data(as_text=True)
+    assert r.status_code == 200 and "satuid_logins_total" in r.get_data(as_text=True)
 
 
 def test_production_refuses_embedded_defaults(tmp_path) -> None:

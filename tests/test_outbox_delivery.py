@@ -13,6 +13,7 @@ import email.policy
 import json
 import logging
 import os
+import re
 import signal
 import ssl
 import subprocess
@@ -199,6 +200,13 @@ def stored(app: Flask, message_id: int) -> OutboxMessage:
         return message
 
 
+def email_sends(app: Flask) -> dict[str, float]:
+    """``satuid_outbox_sends_total`` of the email channel, by result (this process's counters)."""
+    text = app.test_client().get("/metrics").get_data(as_text=True)
+    return {result: float(n) for result, n in re.findall(
+        r'^satuid_outbox_sends_total\{channel="email",result="(\w+)"\} (\S+)$', text, flags=re.MULTILINE)}
+
+
 def metric_lines(app: Flask) -> set[str]:
     text = app.test_client().get("/metrics").get_data(as_text=True)
     return {line for line in text.splitlines() if line.startswith("satuid_outbox_messages")}
@@ -293,6 +301,7 @@ def test_a_mail_server_that_is_down_gets_retries_with_backoff_then_the_message_f
             "IDP_OUTBOX_MAX_ATTEMPTS": "4", "IDP_OUTBOX_RETRY_SECONDS": "1500"}
     app = worker(**down)
     message_id = queue(app, "email", EMAIL, "Kode verifikasi Anda: 482913")
+    sends_before = email_sends(app)
 
     with caplog.at_level(logging.INFO, logger="idp.outbox"):
         for attempt, delay in ((1, 1500), (2, 3000), (3, 3600)):  # doubled, capped at an hour
@@ -310,7 +319,10 @@ def test_a_mail_server_that_is_down_gets_retries_with_backoff_then_the_message_f
     assert (row.status, row.attempts, row.last_error) == ("failed", 4, "connection refused")
     assert EMAIL not in caplog.text and "482913" not in caplog.text and f"message {message_id}" in caplog.text
 
-    assert 'satuid_outbox_messages{status="failed"} 1' in metric_lines(app)
+    assert 'satuid_outbox_messages{status="failed"} 1.0' in metric_lines(app)
+    sends = email_sends(app)
+    assert {result: sends[result] - sends_before[result] for result in sends} == {
+        "sent": 0, "retrying": 3, "failed": 1, "late": 0}
     listing = app.test_cli_runner().invoke(args=["outbox", "failed"]).output
     assert f"{message_id}" in listing and "ci****@example.id" in listing and "connection refused" in listing
     assert EMAIL not in listing and "482913" not in listing
@@ -348,8 +360,7 @@ def test_a_message_left_sending_by_a_stopped_worker_is_failed_not_sent_again(
     row = stored(app, message_id)
     assert (row.status, row.last_error) == ("failed", "worker stopped while sending")
     assert metric_lines(app) == {f'satuid_outbox_messages{{status="{status}"}} {n}'
-                                 for status, n in (("pending", 0), ("sending", 0), ("sent", 0),
-                                                   ("failed", 1))}
+                                 for status, n in (("pending", 0.0), ("sending", 0.0), ("failed", 1.0))}
 
 
 def test_retry_puts_a_failed_message_back_and_it_is_sent(worker: Callable[..., Flask],

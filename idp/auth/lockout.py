@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from flask import current_app, request
 
-from idp import state
+from idp import metrics, state
 from idp.config import Settings
 from idp.state import Counter, Record, Stamp
 
@@ -33,20 +33,22 @@ MAX_LOCK_SECONDS = 24 * 3600
 class Guard:
     """Where one kind of secret keeps its failures, delays and locks."""
 
+    factor: metrics.Factor  # what the lockouts metric calls this secret
     failures: Counter
     waits: Record[Stamp]
     locks: Record[Stamp]
     escalating: bool  # keep counting across lockouts (second factors) or start afresh (passwords)
 
 
-PASSWORDS = Guard(state.login_failures, state.login_waits, state.login_locks, escalating=False)
-SECOND_FACTORS = Guard(state.factor_failures, state.factor_waits, state.factor_locks, escalating=True)
-ENROLMENTS = Guard(state.enrolment_failures, state.enrolment_waits, state.enrolment_locks,
+PASSWORDS = Guard("password", state.login_failures, state.login_waits, state.login_locks, escalating=False)
+SECOND_FACTORS = Guard("second_factor", state.factor_failures, state.factor_waits, state.factor_locks,
+                       escalating=True)
+ENROLMENTS = Guard("enrolment", state.enrolment_failures, state.enrolment_waits, state.enrolment_locks,
                    escalating=False)
 
 
 #: Helpdesk officers: password then authenticator code, counted together per officer.
-STAFF = Guard(state.staff_failures, state.staff_waits, state.staff_locks, escalating=True)
+STAFF = Guard("staff", state.staff_failures, state.staff_waits, state.staff_locks, escalating=True)
 
 
 def _settings() -> Settings:
@@ -100,6 +102,7 @@ class Attempt:
         if self.number >= limit:
             seconds = _lock_seconds(self.guard, self.number - limit)
             self.guard.locks.put(Stamp(at=int(time.time())), self.key, ttl=seconds)
+            metrics.locked_out(self.guard.factor)
             if not self.guard.escalating:
                 self.guard.failures.delete(self.key)
             return Throttle(locked_for=seconds)

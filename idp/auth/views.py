@@ -13,7 +13,7 @@ from flask_wtf import FlaskForm
 from sqlalchemy import select
 from werkzeug.wrappers import Response
 
-from idp import audit, codes, outbox, state
+from idp import audit, codes, metrics, outbox, state
 from idp import interaction as interactions
 from idp.auth import devices, lockout, reset
 from idp.auth import session as sso
@@ -39,6 +39,7 @@ def finish_login(citizen: Citizen, interaction: interactions.Interaction | None,
     """Password accepted: start (or renew) the SSO session and continue where the citizen was going;
     a pending authorization learns who logged in through its interaction."""
     sso.start(str(citizen.id), amr=["pwd"], acr=1)
+    metrics.LOGINS.inc()
     audit.append("login", actor=f"citizen:{citizen.id}", citizen_id=citizen.id,
                  client_id=interaction.client_id if interaction else None, amr=["pwd"])
     if interaction is not None:
@@ -74,19 +75,23 @@ def login() -> Any:
 
     if not lockout.ip_allowed():
         audit.append("login_rate_limited", actor="anonymous")
+        metrics.login_failed("rate_limited")
         return render_template("auth/login.html", form=form, interaction=interaction,
                                error=_("Too many attempts from your network. Please wait a minute "
                                        "and try again.")), 429
     if not form.validate_on_submit():
+        metrics.login_failed("invalid")
         return render_template("auth/login.html", form=form, interaction=interaction), 400
     try:
         nik = nikmod.parse(form.nik.data or "")
     except nikmod.InvalidNik as e:
         form.nik.errors = [NIK_PROBLEMS[e.reason]]
+        metrics.login_failed("invalid")
         return render_template("auth/login.html", form=form, interaction=interaction), 400
 
     attempt = lockout.begin(nik.value, devices.known_device(nik.value))
     if attempt.blocked:
+        metrics.login_failed("throttled")
         return _throttled(form, interaction, attempt.throttle)
 
     citizen = get_session().scalar(select(Citizen).where(Citizen.open_with_nik(nik.value)))
@@ -100,6 +105,7 @@ def login() -> Any:
         # A wrong password is an answer, not an error: the failure's audit row, the lockout notice
         # and the counter commit with this 401 (only an error answer discards the unit of work).
         throttle = attempt.failed()
+        metrics.login_failed("bad_password" if citizen is not None else "unknown_account")
         audit.append("login_failed", actor="anonymous",
                      citizen_id=citizen.id if citizen else None, reason="password")
         if throttle.locked_for and citizen is not None:
@@ -119,6 +125,7 @@ def login() -> Any:
     # answer reveals nothing to whoever does not have it).
     factors_locked = lockout.check_second_factor(str(citizen.id))
     if factors_locked.locked_for and devices.known_device(citizen.nik) is None:
+        metrics.login_failed("throttled")
         return _throttled(form, interaction, factors_locked)
     if passwords.needs_rehash(citizen.password_hash):
         citizen.password_hash = passwords.hash_password(password)

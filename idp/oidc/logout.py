@@ -24,7 +24,7 @@ from joserfc import jws, jwt
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from idp import audit
+from idp import audit, metrics
 from idp.auth import session as sso
 from idp.db import get_session, rowcount
 from idp.models import Client, LogoutDelivery
@@ -177,6 +177,7 @@ def deliver_one(app: Flask, delivery_id: int) -> str | None:
             row.status, row.last_error = "retry", error
             row.next_attempt_at = now + dt.timedelta(seconds=5 * 2 ** (row.attempts - 1))
         row.lease_until = None
+        metrics.backchannel_logout(row.status)
         audit.append("backchannel_logout", session=session, citizen_id=row.citizen_id,
                      client_id=row.client_id, status=row.status, attempts=row.attempts, error=error)
         session.commit()

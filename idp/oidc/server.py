@@ -15,6 +15,7 @@ from authlib.oauth2.rfc9207 import IssuerParameter
 from flask import Flask, current_app
 from flask import request as flask_request
 
+from idp import metrics
 from idp.auth import loa
 from idp.db import get_session
 from idp.models import Client
@@ -71,8 +72,10 @@ class SatuIDServer(AuthorizationServer):
 
     def save_token(self, token: dict[str, Any], request: Any) -> None:
         if request.authorization_code is not None:
+            metrics.token_issued("authorization_code")
             context = dict(request.authorization_code)
         else:
+            metrics.token_issued("refresh_token")
             row = request.refresh_token.row
             # A grant from when an email code counted as a second factor keeps only what counts.
             amr, acr = loa.without_email_code(list(row.amr), row.acr)

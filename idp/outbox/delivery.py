@@ -35,6 +35,7 @@ from flask import Flask
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from idp import metrics
 from idp.config import Settings
 from idp.db import rowcount
 from idp.models import OutboxMessage
@@ -366,10 +367,11 @@ def _record(maker: sessionmaker[Session], settings: Settings, claim: Claim, erro
     if not held:
         log.warning("outbox message %s: lease ran out before the outcome (%s) was written",
                     claim.id, outcome)
-        return "late"
-    if error is not None:
+        outcome = "late"
+    elif error is not None:
         log.warning("outbox message %s (%s, attempt %s): %s; %s", claim.id, claim.channel,
                     claim.attempts, error, outcome)
+    metrics.outbox_sent(claim.channel, outcome)
     return outcome
 
 

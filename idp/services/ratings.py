@@ -11,6 +11,7 @@ from sqlalchemy import case, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from idp import metrics
 from idp.models import Client, Grant, ServiceRating
 from idp.models.base import utcnow
 
@@ -55,6 +56,7 @@ def rate(session: Session, citizen_id: uuid.UUID, client_id: str, score: int, co
     stmt = dialect.insert(ServiceRating).values(**values).on_conflict_do_nothing().returning(ServiceRating.id)
     if session.execute(stmt).scalar() is None:
         raise AlreadyRated
+    metrics.service_rated(client_id, score)
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ from flask_babel import gettext as _
 from sqlalchemy import select
 from werkzeug.wrappers import Response
 
-from idp import audit, errors, state
+from idp import audit, errors, metrics, state
 from idp import interaction as interactions
 from idp.auth import loa
 from idp.auth import session as sso_sessions
@@ -60,6 +60,7 @@ def _issuer() -> str:
 
 def _error_page(error: OAuth2Error | None = None) -> tuple[str, int]:
     """No trustworthy redirect_uri: a readable page, never a redirect (RFC 6749 §4.1.2.1)."""
+    metrics.authorization("error")
     if error is not None and error.error == "invalid_client":
         message = _("The service that sent you here is not registered with SatuID, or it has been "
                     "disabled. Go back to the service and contact its helpdesk.")
@@ -71,6 +72,7 @@ def _error_page(error: OAuth2Error | None = None) -> tuple[str, int]:
 
 def _redirect_error(redirect_uri: str, state_value: str | None, error: str,
                     description: str | None = None) -> Response:
+    metrics.authorization("error")
     params = [("error", error)]
     if description:
         params.append(("error_description", description))
@@ -153,6 +155,7 @@ for _kind in errors.UNAVAILABLE:
 def resume(rid: str) -> Any:
     pending = state.pending_authorizations.get(rid) if len(rid) <= 64 else None
     if pending is None:
+        metrics.authorization("error")
         return page(400, _("This login request has expired"),
                     _("Go back to the service and start again."))
     return _process(rid, pending)
@@ -223,6 +226,7 @@ def _decide(rid: str, pending: PendingAuthorization, grant: Any) -> Any:
         if "none" in prompts or request.args.get("back") == "1":
             raise AuthorizationFailure("access_denied", IN_PERSON_REFUSED)
         state.pending_authorizations.put(pending, rid)
+        metrics.authorization("interaction")  # the counter's page; its button resumes the request
         audit.append("in_person_required", actor=f"citizen:{citizen.id}", citizen_id=citizen.id,
                      client_id=client.client_id)
         return render_template("oidc/in_person_required.html", client=client,
@@ -264,6 +268,7 @@ def _decide(rid: str, pending: PendingAuthorization, grant: Any) -> Any:
                                                           grant=grant)
     sso_sessions.add_client(sso, client.client_id)
     state.pending_authorizations.delete(rid)
+    metrics.authorization("code")
     audit.append("authorization_code_issued", actor=f"citizen:{citizen.id}", citizen_id=citizen.id,
                  client_id=client.client_id, scopes=scopes, acr=sso.acr)
     return response
@@ -285,6 +290,7 @@ def _interact(rid: str, pending: PendingAuthorization, client: Client, prompt: s
               params: dict[str, str], level: int, allowed_factors: list[str] | None = None,
               details: dict[str, Any] | None = None) -> Response:
     """Keep the request server-side and send the browser to the page for ``prompt``."""
+    metrics.authorization("interaction")
     state.pending_authorizations.put(pending, rid)
     interaction = interactions.create(
         resume="", client_id=client.client_id, client_name=client.name, prompt=prompt,
