@@ -49,6 +49,7 @@ demo: install
 	@echo "What to click: docs/demo.md. Stop with Ctrl-C."
 	@trap 'kill 0' INT TERM EXIT; \
 	$(VENV)/bin/gunicorn --workers 2 --bind 127.0.0.1:$(IDP_PORT) --access-logfile - wsgi:app & \
+	$(FLASK) audit checkpoint --forever --interval 2 >/dev/null & \
 	SATUID_ISSUER=$(IDP_ISSUER) $(PY) -m clients.run health --port $(HEALTH_PORT) & \
 	SATUID_ISSUER=$(IDP_ISSUER) $(PY) -m clients.run social --port $(SOCIAL_PORT) & \
 	wait

@@ -18,7 +18,21 @@ from flask_babel import lazy_gettext as _l
 from sqlalchemy import event
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from idp import audit, cli, db, errors, health, i18n, logs, outbox, security, store, transparency
+from idp import (
+    audit,
+    cache,
+    cli,
+    db,
+    errors,
+    health,
+    i18n,
+    logs,
+    metrics,
+    outbox,
+    security,
+    store,
+    transparency,
+)
 from idp.account import cli as account_cli
 from idp.account import views as account
 from idp.account.views import AccountSection
@@ -37,6 +51,7 @@ from idp.helpdesk import views as helpdesk
 from idp.identity import cli as identity_cli
 from idp.identity.cli import Seeder
 from idp.identity.registry import DatabaseRegistry
+from idp.models import Client, SigningKey
 from idp.oidc import cli as oidc_cli
 from idp.oidc import logout, server
 from idp.oidc.endpoints import authorization
@@ -113,9 +128,13 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
             app.wsgi_app, x_for=settings.trusted_proxies, x_proto=settings.trusted_proxies)
 
-    # Infrastructure: the unit of work, short-lived state, the registry port, pages' plumbing.
+    # Infrastructure: request timing (first, so that it times the commit), the unit of work,
+    # short-lived state, the registry port, pages' plumbing.
+    metrics.init_app(app)
     sessions = db.init_app(app)
     audit.init_app(sessions)
+    # Workers cache portals and signing keys; an operator's change to either reaches them all.
+    cache.watch(sessions, Client, SigningKey)
     app.extensions["idp.store"] = store.make_store(settings.redis_url, db.engine_of(app),
                                                    settings.redis_prefix, db.current_connection)
     app.extensions["idp.registry"] = DatabaseRegistry(db.get_session)

@@ -21,17 +21,18 @@ import base64
 import datetime as dt
 import json
 import uuid
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from flask import has_request_context, request
-from sqlalchemy import Uuid, bindparam, cast, event, func, insert, select, text, update
+from sqlalchemy import bindparam, event, func, insert, select, text, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from idp import merkle
-from idp.db import get_session, serialize
+from idp import merkle, metrics
+from idp.db import after_commit, get_session, serialize
 from idp.models.audit import AuditCheckpoint, AuditEvent, AuditNode
 from idp.models.base import utcnow
 from idp.models.consent import ClaimRelease
@@ -88,25 +89,28 @@ def release(citizen_id: uuid.UUID, client_id: str, channel: str, claims: list[st
 def write_pending(session: Session) -> None:
     """``before_commit``: insert the unit of work's events and the release records they carry.
 
-    One statement on PostgreSQL (an INSERT ... RETURNING in a WITH feeding the releases' INSERT);
-    a request's audit trail costs one round trip.
+    One statement on PostgreSQL (an INSERT ... RETURNING in a WITH feeding the releases' INSERT):
+    a request's audit trail and releases cost one round trip.
     """
     rows: list[dict[str, Any]] = session.info.pop(_PENDING, [])
     if not rows:
         return
     conn = session.connection()
     releases = [row.pop(_RELEASE, False) for row in rows]
-    if not any(releases):
+    counts = Counter(row["event"] for row in rows)
+
+    def count() -> None:  # once written for good
+        for name, n in counts.items():
+            metrics.audit_events(n, name)
+
+    after_commit(count, session)
+    if conn.dialect.name == "postgresql":
+        columns = ("at", "event", "actor", "citizen_id", "client_id", "ip")
+        params: dict[str, Any] = {c: [row[c] for row in rows] for c in columns}
+        params["details"] = [json.dumps(row["details"]) for row in rows]
+        conn.execute(_WRITE_POSTGRESQL, params)
+    elif not any(releases):
         conn.execute(insert(AuditEvent), rows)
-    elif conn.dialect.name == "postgresql":
-        ev = (insert(AuditEvent).values(rows)
-              .returning(AuditEvent.id, AuditEvent.at, AuditEvent.event, AuditEvent.citizen_id,
-                         AuditEvent.client_id, AuditEvent.details).cte("ev"))
-        details = ev.c.details
-        conn.execute(insert(ClaimRelease).from_select(
-            ["citizen_id", "client_id", "channel", "claims", "released_at", "audit_event_id"],
-            select(cast(ev.c.citizen_id, Uuid), ev.c.client_id, details["channel"].as_string(),
-                   details["claims"], ev.c.at, ev.c.id).where(ev.c.event == "claims_released")))
     else:
         ids = conn.execute(insert(AuditEvent).returning(AuditEvent.id, sort_by_parameter_order=True),
                            rows).scalars().all()
@@ -115,6 +119,22 @@ def write_pending(session: Session) -> None:
              "channel": row["details"]["channel"], "claims": row["details"]["claims"],
              "released_at": row["at"], "audit_event_id": event_id}
             for row, event_id, is_release in zip(rows, ids, releases, strict=True) if is_release])
+
+
+# One statement of one shape whatever the number of events (arrays, not a VALUES list per row), so
+# PostgreSQL prepares it once per connection and SQLAlchemy compiles it once per process.
+_WRITE_POSTGRESQL = text("""
+    WITH ev AS (
+        INSERT INTO audit_event (at, event, actor, citizen_id, client_id, ip, details)
+        SELECT * FROM unnest(CAST(:at AS timestamptz[]), CAST(:event AS varchar[]),
+                             CAST(:actor AS varchar[]), CAST(:citizen_id AS varchar[]),
+                             CAST(:client_id AS varchar[]), CAST(:ip AS varchar[]),
+                             CAST(:details AS json[]))
+        RETURNING id, at, event, citizen_id, client_id, details)
+    INSERT INTO claim_release (citizen_id, client_id, channel, claims, released_at, audit_event_id)
+    SELECT CAST(citizen_id AS uuid), client_id, details ->> 'channel', details -> 'claims', at, id
+    FROM ev WHERE event = 'claims_released'
+""")
 
 
 def init_app(maker: sessionmaker[Session]) -> None:

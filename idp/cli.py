@@ -16,7 +16,7 @@ from alembic.config import Config
 from flask import Flask, current_app
 from flask.cli import AppGroup
 
-from idp import audit
+from idp import audit, cache
 from idp.db import get_engine, get_session, unit_of_work
 from idp.signed_note import Signer, Verifier, load_or_create
 from idp.store import DatabaseStore, get_store
@@ -182,6 +182,15 @@ def store_purge() -> None:
         click.echo(f"purged {purged} rows")
     else:
         click.echo("redis expires keys itself")
+
+
+@store_cli.command("drop-caches")
+def store_drop_caches() -> None:
+    """Make every worker reload portals and signing keys on its next request (after a change made
+    outside the ``flask`` commands, e.g. in SQL; the commands do this themselves)."""
+    with unit_of_work():
+        cache.changed()
+    click.echo("every worker reloads its caches on its next request")
 
 
 def init_app(app: Flask, commands: Sequence[click.Command]) -> None:

@@ -65,10 +65,12 @@ def _forget_queued(session: Session) -> None:
 _AFTER_COMMIT = "after_commit"  # Session.info: callbacks to run once the work has committed
 
 
-def after_commit(callback: Callable[[], None]) -> None:
+def after_commit(callback: Callable[[], None], session: Session | None = None) -> None:
     """Run ``callback`` once the current unit of work commits, and never if it is thrown away: for
     a change outside the database (Redis) that must not happen unless the work it belongs to does."""
-    get_session().info.setdefault(_AFTER_COMMIT, []).append(callback)
+    callbacks = (session or get_session()).info.setdefault(_AFTER_COMMIT, [])
+    if callback not in callbacks:
+        callbacks.append(callback)
 
 
 def _run_after_commit(session: Session) -> None:

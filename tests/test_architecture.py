@@ -20,10 +20,10 @@ PACKAGE = ROOT / "idp"
 #: infrastructure; the composition root on top knows everything.
 LAYERS = {
     # infrastructure
-    "config": 0, "clock": 0, "models": 0, "merkle": 0, "signed_note": 0,
+    "config": 0, "clock": 0, "models": 0, "merkle": 0, "signed_note": 0, "metrics": 0,
     "db": 1, "store": 1, "i18n": 1, "logs": 1, "security": 1, "useragents": 1,
     "state": 2,
-    "audit": 2, "outbox": 2, "codes": 3, "interaction": 3, "errors": 2, "revocation": 3,
+    "audit": 2, "cache": 2, "outbox": 2, "codes": 3, "interaction": 3, "errors": 2, "revocation": 3,
     # domain
     "identity": 4, "auth": 5, "consent": 6,
     # protocol

@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 from joserfc import jwt
 from joserfc.jwk import KeySet
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from tests.oidc_rp import Portal, register_portal
 
@@ -62,17 +62,15 @@ def test_retired_keys_leave_the_jwks_after_the_longest_token_lifetime(app, clien
     runner.invoke(args=["keys", "rotate"])
     retired = [k for k, s in _states(app).items() if s == "retired"]
     assert retired and retired[0] in {k["kid"] for k in client.get("/jwks").get_json()["keys"]}
-    from idp.db import get_session
-    from idp.models import SigningKey
+    from idp import clock
 
-    with app.app_context():
-        session = get_session()
-        session.execute(update(SigningKey).where(SigningKey.state == "retired").values(
-            retired_at=dt.datetime.now(dt.UTC) - dt.timedelta(days=1)))
-        session.commit()
-    assert retired[0] not in {k["kid"] for k in client.get("/jwks").get_json()["keys"]}
-    runner.invoke(args=["keys", "rotate"])
-    assert _states(app)[retired[0]] == "removed"
+    try:
+        clock.advance(24 * 3600)  # every token the retired key signed has expired
+        assert retired[0] not in {k["kid"] for k in client.get("/jwks").get_json()["keys"]}
+        runner.invoke(args=["keys", "rotate"])
+        assert _states(app)[retired[0]] == "removed"
+    finally:
+        clock.reset()
 
 
 def test_two_workers_creating_keys_at_once_leave_one_current_key(app) -> None:

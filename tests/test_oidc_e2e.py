@@ -301,3 +301,28 @@ def test_demo_portals_get_different_subjects_and_only_health_sees_the_nik(idp, m
     assert health.session.get(metadata["userinfo_endpoint"], timeout=5).json()["nik"] == nik
     social_info = social.session.get(metadata["userinfo_endpoint"], timeout=5).text
     assert nik not in social_info and nik not in json.dumps(s["_claims"]) and "nik" not in s["scope"]
+
+
+def test_every_worker_sees_an_operators_change_at_once(idp, citizens) -> None:
+    """Workers cache portals and signing keys; a change made by an operator command (another
+    process) reaches every worker on its next request, not after some expiry."""
+    json.loads(idp.flask("clients", "create", "--name", "Portal Cache", "--client-id", "portal-cache",
+                         "--redirect-uri", "https://cache.example.id/cb", "--scope", "openid"))
+    url = (idp.url + "/authorize?response_type=code&client_id=portal-cache&scope=openid"
+           "&redirect_uri=https://cache.example.id/cb&code_challenge_method=S256"
+           "&code_challenge=" + "a" * 43 + "&state=s")
+
+    def statuses() -> set[int]:  # a new connection each time: spread over both workers' threads
+        return {requests.get(url, allow_redirects=False, timeout=10).status_code for _ in range(24)}
+
+    def published() -> list[set[str]]:
+        return [{k["kid"] for k in requests.get(idp.url + "/jwks", timeout=10).json()["keys"]}
+                for _ in range(24)]
+
+    assert statuses() == {302}  # known and cached by every worker that served it
+    before = published()
+    idp.flask("clients", "disable", "portal-cache")
+    assert statuses() == {400}
+    idp.flask("keys", "rotate")
+    after = published()
+    assert all(kids == after[0] for kids in after) and after[0] != before[0]

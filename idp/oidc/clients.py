@@ -24,6 +24,8 @@ from sqlalchemy.orm import Session
 
 from idp import state
 from idp.auth.mfa.factors import FACTORS
+from idp.cache import Cache
+from idp.db import get_engine
 from idp.models import Client
 from idp.models.base import secret_digest
 from idp.models.oidc import LIFE_EVENTS, SECRET_METHODS
@@ -42,12 +44,24 @@ class ClientError(ValueError):
     """A registration that cannot be accepted (the CLI shows the message)."""
 
 
+_cached: Cache[str, Client] = Cache()
+
+
 def find(session: Session, client_id: str | None) -> Client | None:
-    """An active client by id (a disabled one is treated as unknown)."""
+    """An active client by id (a disabled one is treated as unknown), from this worker's cache.
+
+    The copy is detached from any unit of work: read it, never change it (operator commands load
+    their own with ``session.get``, and their changes reach every worker through ``cache.changed``).
+    """
     if not client_id or len(client_id) > 100:
         return None
-    client = session.get(Client, client_id)
+    client = _cached.get(client_id, _load)
     return client if client is not None and client.active else None
+
+
+def _load(client_id: str) -> Client | None:
+    with Session(get_engine(), expire_on_commit=False) as own:
+        return own.get(Client, client_id)
 
 
 def _check_uri(uri: str) -> None:

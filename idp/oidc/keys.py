@@ -13,6 +13,7 @@ import base64
 import datetime as dt
 import json
 import secrets
+from dataclasses import dataclass
 from typing import Any
 
 from cryptography.fernet import Fernet
@@ -23,8 +24,9 @@ from joserfc.jwk import ECKey, KeySet, RSAKey
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from idp.cache import Cache
 from idp.config import Settings
-from idp.db import serialize
+from idp.db import get_engine, serialize
 from idp.models import SigningKey
 from idp.models.base import utcnow
 
@@ -119,30 +121,74 @@ def _decrypt(row: SigningKey) -> dict[str, Any]:
 _private_cache: dict[str, RSAKey | ECKey] = {}  # kid -> key; a kid's key material never changes
 
 
+@dataclass(frozen=True)
+class _Published:
+    """What a worker keeps of a key row between rotations (never the private part)."""
+
+    kid: str
+    alg: str
+    state: str
+    retired_at: dt.datetime | None
+    public_jwk: dict[str, Any]
+
+
+_current: Cache[str, str] = Cache()          # alg -> kid of the current key
+_rows: Cache[str, _Published] = Cache()      # kid -> published key row
+_set: Cache[str, list[_Published]] = Cache()  # "all" -> every next, current and retired key
+
+
+def _current_kid(alg: str) -> str | None:
+    with Session(get_engine()) as own:
+        return own.scalar(select(SigningKey.kid).where(SigningKey.alg == alg,
+                                                       SigningKey.state == "current"))
+
+
 def signing_key(session: Session, alg: str = "RS256") -> RSAKey | ECKey:
     """The current private key for ``alg`` (its JWK carries ``kid``)."""
-    row = session.scalar(select(SigningKey).where(SigningKey.alg == alg, SigningKey.state == "current"))
-    if row is None:
+    kid = _current.get(alg, _current_kid)
+    if kid is None:
         ensure_keys(session)
-        row = session.scalar(select(SigningKey).where(SigningKey.alg == alg,
-                                                      SigningKey.state == "current"))
-    assert row is not None
-    key = _private_cache.get(row.kid)
+        kid = session.scalar(select(SigningKey.kid).where(SigningKey.alg == alg,
+                                                          SigningKey.state == "current"))
+    assert kid is not None
+    key = _private_cache.get(kid)
     if key is None:
+        row = session.get(SigningKey, kid)
+        assert row is not None
         data = _decrypt(row)
         key = RSAKey.import_key(data) if alg == "RS256" else ECKey.import_key(data)
-        _private_cache[row.kid] = key
+        _private_cache[kid] = key
     return key
+
+
+def _snapshot(row: SigningKey) -> _Published:
+    return _Published(row.kid, row.alg, row.state, row.retired_at, dict(row.public_jwk))
+
+
+def _published_rows(_key: str) -> list[_Published]:
+    with Session(get_engine()) as own:
+        rows = own.scalars(select(SigningKey).where(SigningKey.state.in_(("next", "current", "retired")))
+                           .order_by(SigningKey.created_at))
+        return [_snapshot(r) for r in rows]
+
+
+def _still_published(row: _Published) -> bool:
+    """Next and current keys are; a retired one until every token it signed has expired."""
+    if row.state not in ("next", "current", "retired"):
+        return False
+    cutoff = utcnow() - dt.timedelta(seconds=_longest_lifetime())
+    return row.state != "retired" or (row.retired_at is not None and row.retired_at >= cutoff)
 
 
 def published(session: Session) -> list[dict[str, Any]]:
     """Public JWKs of every key a relying party may meet: next, current and recently retired."""
-    ensure_keys(session)
-    cutoff = utcnow() - dt.timedelta(seconds=_longest_lifetime())
-    rows = session.scalars(select(SigningKey).where(SigningKey.state.in_(("next", "current", "retired")))
-                           .order_by(SigningKey.created_at))
-    return [r.public_jwk for r in rows
-            if r.state != "retired" or (r.retired_at is not None and r.retired_at >= cutoff)]
+    rows = _set.get("all", _published_rows) or []
+    if len({(r.alg, r.state) for r in rows if r.state != "retired"}) < 2 * len(ALGORITHMS):
+        ensure_keys(session)  # a fresh install: made in this unit of work, cached after it commits
+        rows = [_snapshot(r) for r in session.scalars(
+            select(SigningKey).where(SigningKey.state.in_(("next", "current", "retired")))
+            .order_by(SigningKey.created_at))]
+    return [r.public_jwk for r in rows if _still_published(r)]
 
 
 def public_key_set(session: Session) -> KeySet:
@@ -152,15 +198,17 @@ def public_key_set(session: Session) -> KeySet:
 _public_cache: dict[str, RSAKey | ECKey] = {}
 
 
+def _row(kid: str) -> _Published | None:
+    with Session(get_engine()) as own:
+        row = own.get(SigningKey, kid)
+        return _snapshot(row) if row is not None else None
+
+
 def verification_key(session: Session, kid: str) -> RSAKey | ECKey | None:
-    """The published public key with this ``kid`` (one primary-key look-up, not the whole JWKS)."""
-    row = session.get(SigningKey, kid) if kid and len(kid) <= 64 else None
-    if row is None or row.state not in ("next", "current", "retired"):
+    """The published public key with this ``kid`` (from this worker's cache of key rows)."""
+    row = _rows.get(kid, _row) if kid and len(kid) <= 64 else None
+    if row is None or not _still_published(row):
         return None
-    if row.state == "retired":
-        cutoff = utcnow() - dt.timedelta(seconds=_longest_lifetime())
-        if row.retired_at is None or row.retired_at < cutoff:
-            return None
     key = _public_cache.get(kid)
     if key is None:
         key = (RSAKey if row.alg == "RS256" else ECKey).import_key(row.public_jwk)

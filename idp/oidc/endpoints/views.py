@@ -7,7 +7,7 @@ import secrets
 from typing import Any
 
 from authlib.oauth2.rfc6749 import OAuth2Error
-from flask import Blueprint, jsonify, redirect, render_template, request, url_for
+from flask import Blueprint, current_app, jsonify, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_wtf import FlaskForm
 from werkzeug.wrappers import Response
@@ -113,11 +113,16 @@ def userinfo() -> Response:
 
 # ---- discovery and keys --------------------------------------------------------------------------
 
+_metadata: dict[str, str] = {}  # issuer -> the document: it depends on the settings alone
+
+
 @bp.get("/.well-known/openid-configuration")
 def discovery() -> Response:
-    response = jsonify(provider_metadata())
-    response.headers["Cache-Control"] = "public, max-age=3600"
-    return response
+    issuer = current_app.config["IDP"].issuer
+    if issuer not in _metadata:
+        _metadata[issuer] = current_app.json.dumps(provider_metadata())
+    return Response(_metadata[issuer], mimetype="application/json",
+                    headers={"Cache-Control": "public, max-age=3600"})
 
 
 @bp.get("/jwks")

@@ -1,0 +1,97 @@
+"""Per-worker caches of rows that nearly never change (clients, signing keys), dropped by every
+worker as soon as an operator changes any of them.
+
+A change bumps a generation mark in the short-lived store once the change has committed
+(``changed``); each request reads the mark at most once (``g``), and a cache filled under another
+mark starts again empty. A mark that vanished (a Redis restart) reads as a change too. So a disabled
+client or a rotated key is seen by every worker on its next request, at the cost of one store read
+per request instead of a database query per use.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+from collections.abc import Callable, Hashable
+from typing import Generic, TypeVar
+
+from flask import g, has_app_context
+from sqlalchemy import event
+from sqlalchemy.orm import Session, sessionmaker
+
+from idp.db import after_commit
+from idp.store import get_store
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+_KEY = "cache:generation"
+_TEN_YEARS = 10 * 365 * 24 * 3600
+
+
+def generation() -> str:
+    """The current mark (memoised for the request: one store read however many caches are used)."""
+    if has_app_context() and "cache_generation" in g:
+        mark: str = g.cache_generation
+        return mark
+    found = get_store().get(_KEY)
+    mark = str(found.get("v", "")) if found else ""
+    if has_app_context():
+        g.cache_generation = mark
+    return mark
+
+
+def changed(session: Session | None = None) -> None:
+    """Tell every worker to drop its caches once the unit of work commits (a worker that reloaded
+    between a bump and the commit would otherwise keep the old row under the new mark)."""
+    after_commit(_bump, session)
+
+
+def watch(maker: sessionmaker[Session], *models: type) -> None:
+    """Call ``changed`` for any unit of work that adds, changes or deletes a row of ``models``
+    through the ORM (operator commands do; a bulk UPDATE must call ``changed`` itself)."""
+
+    def before_flush(session: Session, _context: object, _instances: object) -> None:
+        for row in (*session.new, *session.dirty, *session.deleted):
+            if isinstance(row, models):
+                changed(session)
+                return
+
+    event.listen(maker, "before_flush", before_flush)
+
+
+def _bump() -> None:
+    get_store().put(_KEY, {"v": secrets.token_hex(8)}, _TEN_YEARS)
+    if has_app_context():
+        g.pop("cache_generation", None)
+
+
+class Cache(Generic[K, V]):
+    """A dictionary valid for one generation; ``None`` results are cached too (an unknown client
+    asked for again and again costs no query), up to ``size`` entries, after which it starts again
+    (so made-up keys cannot grow it without bound)."""
+
+    def __init__(self, size: int = 10_000) -> None:
+        self._size = size
+        self._mark: str | None = None
+        self._values: dict[K, V | None] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: K, load: Callable[[K], V | None]) -> V | None:
+        mark = generation()
+        with self._lock:
+            if mark != self._mark:
+                self._values, self._mark = {}, mark
+            elif key in self._values:
+                return self._values[key]
+        value = load(key)
+        with self._lock:
+            if mark == self._mark:
+                if len(self._values) >= self._size:
+                    self._values = {}
+                self._values[key] = value
+        return value
+
+    def clear(self) -> None:
+        with self._lock:
+            self._values, self._mark = {}, None
