@@ -112,17 +112,59 @@ _DAYS = (BIRTH_TO - BIRTH_FROM).days + 1
 _COMBINATIONS = len(REGIONS) * 2 * _DAYS
 _STRIDE = next(p for p in range(104_729, 10**7) if math.gcd(p, _COMBINATIONS) == 1)
 FIRST_SYNTHETIC_SERIAL = 1000  # serials below are kept for the named demo residents
-BATCH = 10_000
+#: The serial has four digits, so this many synthetic residents exist (over six billion).
+MAX_RESIDENTS = (10_000 - FIRST_SYNTHETIC_SERIAL) * _COMBINATIONS
+BATCH = 10_000  # residents drawn from one seeded generator
+
+#: The registry columns of a line of ``copy_text``. The region's fixed columns come last, so that
+#: a region's tail is one ready-made string.
+COPY_COLUMNS = ("nik", "birth_date", "sex", "full_name", "birth_place", "street_address", "village",
+                "postal_code", "family_card_number", "district", "regency", "province")
+BENCH_EMAIL_DOMAIN = "bench.satuid.example"  # RFC 2606: never delivered anywhere
 
 
-def _person_name(rng: random.Random, region: Region, sex: str) -> str:
+def _ddmmyy(day: dt.date, day_offset: int = 0) -> str:
+    return f"{day.day + day_offset:02d}{day.month:02d}{day.year % 100:02d}"
+
+
+# Generating ten million residents in Python is the slow side of seeding, so every string a row is
+# made of is built once here, and a row is a few table look-ups joined into one COPY text line.
+# None of these strings holds a tab, newline or backslash, which COPY text would need escaped.
+_BIRTH_DAYS = [BIRTH_FROM + dt.timedelta(days=d) for d in range(_DAYS)]
+_ISO_DATES = tuple(day.isoformat() for day in _BIRTH_DAYS)
+_NIK_DATES = tuple(tuple(_ddmmyy(day, nikmod.WOMEN_DAY_OFFSET if sex == "F" else 0)
+                         for day in _BIRTH_DAYS) for sex in nikmod.SEXES)
+_STREETS = tuple(f"{street} No. {number}" for street in STREETS for number in range(1, 200))
+_RT_RW = tuple(f" RT {rt:03d} RW {rw:03d}" for rt in range(1, 16) for rw in range(1, 12))
+_KK_ISSUED = tuple(_ddmmyy(dt.date(2005, 1, 1) + dt.timedelta(days=d)) for d in range(7000))
+_KK_SERIALS = tuple(f"{n:04d}" for n in range(1, 10_000))
+
+
+def _full_names(region: Region, sex: str) -> tuple[str, ...]:
     if region.province == "Bali":
-        title = rng.choice(BALI_FEMALE if sex == "F" else BALI_MALE)
-        return f"{title} {rng.choice(BALI_GIVEN)}"
-    first = rng.choice(FEMALE if sex == "F" else MALE)
-    if region.surnames:
-        return f"{first} {rng.choice(region.surnames)}"
-    return f"{first} {rng.choice(FEMALE_SECOND if sex == 'F' else MALE_SECOND)}"
+        return tuple(f"{title} {given}" for title in (BALI_FEMALE if sex == "F" else BALI_MALE)
+                     for given in BALI_GIVEN)
+    second = region.surnames or (FEMALE_SECOND if sex == "F" else MALE_SECOND)
+    return tuple(f"{first} {last}" for first in (FEMALE if sex == "F" else MALE) for last in second)
+
+
+@dataclass(frozen=True)
+class _RegionText:
+    """A region's pieces of a COPY line."""
+
+    code: str
+    names: tuple[tuple[str, ...], ...]  # full names, by sex in ``nikmod.SEXES`` order
+    birth_places: tuple[str, ...]  # about four in five are the region's own
+    villages: tuple[str, ...]  # "village<TAB>postal code"
+    tail: str  # district, regency, province and the line's end
+
+
+_TEXT = tuple(
+    _RegionText(region.code, tuple(_full_names(region, sex) for sex in nikmod.SEXES),
+                (region.birth_place,) * 56 + tuple(r.birth_place for r in REGIONS),
+                tuple(f"{village}\t{postal}" for village, postal in region.villages),
+                f"{region.district}\t{region.regency}\t{region.province}\n")
+    for region in REGIONS)
 
 
 def family_card_number(rng: random.Random, region_code: str) -> str:
@@ -131,40 +173,71 @@ def family_card_number(rng: random.Random, region_code: str) -> str:
     return f"{region_code}{issued:%d%m}{issued.year % 100:02d}{rng.randrange(1, 10000):04d}"
 
 
-def resident_row(index: int, rng: random.Random) -> dict[str, object]:
-    """The synthetic resident number ``index`` as a registry row (names drawn from ``rng``)."""
+def nik_of(index: int) -> str:
+    """Synthetic resident ``index``'s NIK, without making the rest of the resident.
+
+    The index decides region, sex, birth date and serial alone (no random draw), one to one, so
+    NIKs never repeat and a benchmark can name any resident by its index.
+    """
+    if not 0 <= index < MAX_RESIDENTS:
+        raise ValueError(f"synthetic residents are numbered 0 to {MAX_RESIDENTS - 1}")
     block, position = divmod(index, _COMBINATIONS)
-    combination = (position * _STRIDE) % _COMBINATIONS
-    rest, r = divmod(combination, len(REGIONS))
-    region = REGIONS[r]
-    days, s = divmod(rest, 2)
-    sex = nikmod.SEXES[s]
-    birth = BIRTH_FROM + dt.timedelta(days=days)
-    serial = FIRST_SYNTHETIC_SERIAL + block
-    village, postal = rng.choice(region.villages)
-    return {
-        "nik": nikmod.build(region.code, birth, sex, serial),
-        "full_name": _person_name(rng, region, sex),
-        "birth_place": region.birth_place if rng.random() < 0.8 else rng.choice(REGIONS).birth_place,
-        "birth_date": birth,
-        "sex": sex,
-        "street_address": f"{rng.choice(STREETS)} No. {rng.randrange(1, 200)} "
-                          f"RT {rng.randrange(1, 16):03d} RW {rng.randrange(1, 12):03d}",
-        "village": village,
-        "district": region.district,
-        "regency": region.regency,
-        "province": region.province,
-        "postal_code": postal,
-        "family_card_number": family_card_number(rng, region.code),
-    }
+    rest, r = divmod(position * _STRIDE % _COMBINATIONS, len(REGIONS))
+    day, s = divmod(rest, 2)
+    return f"{REGIONS[r].code}{_NIK_DATES[s][day]}{FIRST_SYNTHETIC_SERIAL + block}"
 
 
-def residents(count: int) -> Iterator[list[dict[str, object]]]:
-    """The first ``count`` synthetic residents, in blocks of ``BATCH``; the same index always gives
-    the same person, whatever ``count`` is (each block has its own seeded generator)."""
-    for start in range(0, count, BATCH):
-        rng = random.Random(f"satuid-resident-block-{start // BATCH}")
-        yield [resident_row(index, rng) for index in range(start, min(start + BATCH, count))]
+def bench_email(index: int) -> str:
+    """The verified email address of the benchmark account of synthetic resident ``index``."""
+    return f"warga{index}@{BENCH_EMAIL_DOMAIN}"
+
+
+def copy_text(start: int, stop: int) -> Iterator[str]:
+    """Synthetic residents ``start`` to ``stop - 1`` as PostgreSQL COPY text (``COPY_COLUMNS``, a
+    line each), one string per block of at most ``BATCH``.
+
+    Each block of ``BATCH`` indexes draws from a generator seeded with the block's number, 80 bits
+    a resident in index order, so a resident is the same whatever range it is made in.
+    """
+    if not 0 <= start <= stop <= MAX_RESIDENTS:
+        raise ValueError(f"synthetic residents are numbered 0 to {MAX_RESIDENTS - 1}")
+    for block_start in range(start - start % BATCH, stop, BATCH):
+        first, last = max(start, block_start), min(stop, block_start + BATCH)
+        yield "".join(_block_lines(block_start, first, last))
+
+
+def _block_lines(block_start: int, first: int, last: int) -> Iterator[str]:
+    draw = random.Random(f"satuid-resident-block-{block_start // BATCH}").getrandbits
+    for _ in range(first - block_start):
+        draw(80)
+    regions, n_regions, sexes, iso, nik_dates = _TEXT, len(_TEXT), nikmod.SEXES, _ISO_DATES, _NIK_DATES
+    streets, rt_rw, kk_issued, kk_serials = _STREETS, _RT_RW, _KK_ISSUED, _KK_SERIALS
+    n_streets, n_rt_rw, n_issued, n_serials = len(streets), len(rt_rw), len(kk_issued), len(kk_serials)
+    for index in range(first, last):
+        # The NIK as in nik_of (inlined: this loop runs ten million times).
+        block, position = divmod(index, _COMBINATIONS)
+        rest, r = divmod(position * _STRIDE % _COMBINATIONS, n_regions)
+        day, s = divmod(rest, 2)
+        region = regions[r]
+        nik = f"{region.code}{nik_dates[s][day]}{FIRST_SYNTHETIC_SERIAL + block}"
+        # One draw, read as a mixed-radix number: one digit per random column.
+        names = region.names[s]
+        x, name = divmod(draw(80), len(names))
+        x, place = divmod(x, len(region.birth_places))
+        x, street = divmod(x, n_streets)
+        x, rt = divmod(x, n_rt_rw)
+        x, village = divmod(x, len(region.villages))
+        x, issued = divmod(x, n_issued)
+        yield (f"{nik}\t{iso[day]}\t{sexes[s]}\t{names[name]}\t{region.birth_places[place]}\t"
+               f"{streets[street]}{rt_rw[rt]}\t{region.villages[village]}\t"
+               f"{region.code}{kk_issued[issued]}{kk_serials[x % n_serials]}\t{region.tail}")
+
+
+def resident_rows(start: int, stop: int) -> Iterator[dict[str, str]]:
+    """The same residents as ``copy_text``, as rows keyed by column (dates as ISO text)."""
+    for text in copy_text(start, stop):
+        for line in text.splitlines():
+            yield dict(zip(COPY_COLUMNS, line.split("\t"), strict=True))
 
 
 @dataclass(frozen=True)
