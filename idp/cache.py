@@ -16,26 +16,29 @@ from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
 
 from flask import g, has_app_context
+from redis.exceptions import RedisError
 from sqlalchemy import event
 from sqlalchemy.orm import Session, sessionmaker
 
+from idp import state
 from idp.db import after_commit
-from idp.store import get_store
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 
-_KEY = "cache:generation"
-_TEN_YEARS = 10 * 365 * 24 * 3600
 
-
-def generation() -> str:
-    """The current mark (memoised for the request: one store read however many caches are used)."""
+def generation() -> str | None:
+    """The current mark, memoised for the request (one store read however many caches are used);
+    None when the store cannot be reached, and then caches are bypassed: a request that needs no
+    short-lived state (a refresh grant, a portal's error redirect) still works on the database."""
     if has_app_context() and "cache_generation" in g:
-        mark: str = g.cache_generation
+        mark: str | None = g.cache_generation
         return mark
-    found = get_store().get(_KEY)
-    mark = str(found.get("v", "")) if found else ""
+    try:
+        found = state.cache_generation.get("generation")
+        mark = found.v if found else ""
+    except RedisError:
+        mark = None
     if has_app_context():
         g.cache_generation = mark
     return mark
@@ -61,7 +64,7 @@ def watch(maker: sessionmaker[Session], *models: type) -> None:
 
 
 def _bump() -> None:
-    get_store().put(_KEY, {"v": secrets.token_hex(8)}, _TEN_YEARS)
+    state.cache_generation.put(state.Generation(secrets.token_hex(8)), "generation")
     if has_app_context():
         g.pop("cache_generation", None)
 
@@ -79,6 +82,8 @@ class Cache(Generic[K, V]):
 
     def get(self, key: K, load: Callable[[K], V | None]) -> V | None:
         mark = generation()
+        if mark is None:
+            return load(key)
         with self._lock:
             if mark != self._mark:
                 self._values, self._mark = {}, mark

@@ -34,10 +34,16 @@ def page(status: int, title: str, message: str) -> tuple[str, int]:
 
 #: Failures of a dependency, not of the request: PostgreSQL or Redis unreachable, a pool exhausted,
 #: SQLite's file locked too long. Answered 503 with Retry-After, never 500.
+#: A Redis Cluster adds: the cluster down (CLUSTERDOWN, MASTERDOWN), a key's slot without a master,
+#: and redirections that never settle while slots move (ClusterError, "TTL exhausted"). No node
+#: reachable at all comes from redis-py as a bare RedisClusterException, the base of its usage errors
+#: too (a command across slots, a bug, must stay a 500): ``idp.store`` raises it as ConnectionError.
 UNAVAILABLE: tuple[type[Exception], ...] = (
     sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError, sqlalchemy.exc.TimeoutError,
     psycopg.OperationalError, redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
-    redis.exceptions.BusyLoadingError,
+    redis.exceptions.BusyLoadingError, redis.exceptions.ClusterDownError,
+    redis.exceptions.MasterDownError, redis.exceptions.SlotNotCoveredError,
+    redis.exceptions.ClusterError,
 )
 RETRY_AFTER = "30"
 

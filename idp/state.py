@@ -47,11 +47,17 @@ def _seconds(lifetime: Lifetime) -> int:
 
 
 class _Kind:
-    def __init__(self, prefix: str, ttl: Lifetime) -> None:
+    def __init__(self, prefix: str, ttl: Lifetime, *, hash_tag: bool = False) -> None:
         self.prefix = prefix
         self.ttl = ttl
+        self.hash_tag = hash_tag
 
     def key(self, *parts: str) -> str:
+        """``prefix:part:part``; with ``hash_tag``, ``prefix:{part:part}``: Redis Cluster hashes only
+        what stands between a key's first ``{`` and the next ``}`` (cluster specification, "Hash
+        tags"), so the records of one group with the same parts share a slot, hence a node."""
+        if self.hash_tag:
+            return f"{self.prefix}:{{{':'.join(parts)}}}"
         return ":".join((self.prefix, *parts))
 
     @property
@@ -72,8 +78,8 @@ class _Kind:
 class Record(_Kind, Generic[V]):
     """Records of one dataclass type under ``prefix:<parts>``."""
 
-    def __init__(self, prefix: str, value: type[V], ttl: Lifetime) -> None:
-        super().__init__(prefix, ttl)
+    def __init__(self, prefix: str, value: type[V], ttl: Lifetime, *, hash_tag: bool = False) -> None:
+        super().__init__(prefix, ttl, hash_tag=hash_tag)
         self.value = value
         fields = dataclasses.fields(value)
         self._fields = {f.name for f in fields if not f.metadata.get("transient")}
@@ -308,6 +314,29 @@ def _refresh(s: Settings) -> int:
 
 INTERACTION_TTL = 30 * 60  # long enough to register an account in the middle of a login
 
+# On a Redis Cluster every key lives in one of 16384 hash slots, and one command, MULTI/EXEC or
+# script may touch the keys of one slot only. Every store call today touches a single key, so any
+# key may live anywhere. The groups marked TOGETHER below are kept in one slot all the same
+# (``hash_tag=True``: the parts, the subject they share, are the tag): they are read and written
+# together in one decision, and are the first candidates for one multi-key operation (a throttle's
+# failures, wait and lock ended by one DEL, or counted and locked by one script). A new multi-key
+# operation must stay inside one such group.
+#
+# Kept apart on purpose, each in its old shape:
+#   - an SSO session (``sso``, by the cookie's hash) and its ``sso-sid``/``sso-rps`` (by sid) and
+#     ``sso-of`` (by citizen) are reached by three different identifiers, so no one tag can hold
+#     them; and a new ``sso-sid`` shape would make every session of the previous release look
+#     replaced (``idp.auth.session.load``), logging every citizen out during a rolling deploy;
+#   - a code and its ``code-grant`` (both sha256(code)) are read one after the other, never in one
+#     command; a new shape would turn down every code issued by the other release during a rolling
+#     deploy.
+#
+# Rolling deploy: the TOGETHER groups took their tagged shape ("fail:{<digest>}", was
+# "fail:<digest>") in the release that added Redis Cluster. While both releases run, each counts
+# failures and keeps locks apart, and the new one does not see a lock or a count from before it:
+# a throttle starts again once, nothing else is lost. The old keys expire by themselves (within a
+# day, the longest of these lifetimes).
+
 # Protocol (idp.oidc)
 interactions = Record("interaction", Interaction, INTERACTION_TTL)                  # uid
 pending_authorizations = Record("authz", PendingAuthorization, INTERACTION_TTL)    # rid
@@ -326,22 +355,23 @@ session_refs = Record("sso-sid", SessionRef, _absolute)                         
 sessions_of_citizen = MemberSet("sso-of", _absolute)                               # citizen id
 portals_of_session = MemberSet("sso-rps", _absolute)                               # sid
 
-# Throttling (idp.auth.lockout): keyed on digest(NIK), registered or not
-login_failures = Counter("fail", 3600)
-login_waits = Record("wait", Stamp, 60)
-login_locks = Record("lock", Stamp, _lockout)
-factor_failures = Counter("mfa-fail", 24 * 3600)                                   # citizen id
-factor_waits = Record("mfa-wait", Stamp, 60)                                       # citizen id
-factor_locks = Record("mfa-lock", Stamp, _lockout)                                 # citizen id
-enrolment_failures = Counter("enrol-fail", 3600)                                   # citizen id
-enrolment_waits = Record("enrol-wait", Stamp, 60)                                  # citizen id
-enrolment_locks = Record("enrol-lock", Stamp, _lockout)                            # citizen id
+# Throttling (idp.auth.lockout): keyed on digest(NIK), registered or not. TOGETHER, per guard: a
+# guard's failures, wait and lock for one subject (idp.auth.lockout.Guard).
+login_failures = Counter("fail", 3600, hash_tag=True)
+login_waits = Record("wait", Stamp, 60, hash_tag=True)
+login_locks = Record("lock", Stamp, _lockout, hash_tag=True)
+factor_failures = Counter("mfa-fail", 24 * 3600, hash_tag=True)                    # citizen id
+factor_waits = Record("mfa-wait", Stamp, 60, hash_tag=True)                        # citizen id
+factor_locks = Record("mfa-lock", Stamp, _lockout, hash_tag=True)                  # citizen id
+enrolment_failures = Counter("enrol-fail", 3600, hash_tag=True)                    # citizen id
+enrolment_waits = Record("enrol-wait", Stamp, 60, hash_tag=True)                   # citizen id
+enrolment_locks = Record("enrol-lock", Stamp, _lockout, hash_tag=True)             # citizen id
 network_attempts = Counter("ip", 61)                                               # bucket, ip, minute
 
-# Registration (idp.registration)
+# Registration (idp.registration). TOGETHER: the failures and the lock of one NIK.
 registrations = Record("register", Registration, 30 * 60)                          # token
-registration_failures = Counter("register-fail", 3600)                             # digest(NIK)
-registration_locks = Record("register-lock", Stamp, 3600)                          # digest(NIK)
+registration_failures = Counter("register-fail", 3600, hash_tag=True)              # digest(NIK)
+registration_locks = Record("register-lock", Stamp, 3600, hash_tag=True)           # digest(NIK)
 registration_again_notices = Record("register-again-notice", Stamp, 24 * 3600)     # citizen id
 
 # One-time codes and links (idp.codes)
@@ -373,8 +403,20 @@ def _staff_idle(s: Settings) -> int:
 
 
 staff_sessions = Record("staff-session", StaffSession, _staff_idle)               # sha256(cookie)
-staff_lookups = Counter("staff-lookups", 24 * 3600)                                # staff id, day
-staff_lookup_alerts = Record("staff-lookup-alert", Stamp, 24 * 3600)               # staff id, day
-staff_failures = Counter("staff-fail", 3600)                                       # digest(email)
-staff_waits = Record("staff-wait", Stamp, 60)                                      # digest(email)
-staff_locks = Record("staff-lock", Stamp, _lockout)                                # digest(email)
+# TOGETHER: an officer's lookups of one day and the supervisors' alert about them.
+staff_lookups = Counter("staff-lookups", 24 * 3600, hash_tag=True)                 # staff id, day
+staff_lookup_alerts = Record("staff-lookup-alert", Stamp, 24 * 3600, hash_tag=True)  # staff id, day
+# TOGETHER: the helpdesk sign-in guard's failures, wait and lock (idp.auth.lockout.STAFF).
+staff_failures = Counter("staff-fail", 3600, hash_tag=True)                        # digest(email)
+staff_waits = Record("staff-wait", Stamp, 60, hash_tag=True)                       # digest(email)
+staff_locks = Record("staff-lock", Stamp, _lockout, hash_tag=True)                 # digest(email)
+
+# Per-worker caches (idp.cache)
+@dataclass
+class Generation:
+    """The caches' generation mark: any change of it, or its absence, empties every worker's caches."""
+
+    v: str
+
+
+cache_generation = Record("cache", Generation, 10 * 365 * 24 * 3600)              # "generation"
