@@ -26,7 +26,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from flask import has_request_context, request
+from flask import current_app, has_request_context, request
 from sqlalchemy import bindparam, event, func, insert, select, text, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -43,6 +43,7 @@ BLOCK = 1 << STORED_LEVEL
 _CHECKPOINT_LOCK = 0x5A7D_A0D2  # PostgreSQL advisory lock id: one checkpointer at a time
 _PENDING = "audit_pending"  # key of the unit of work's events in Session.info
 _RELEASE = "_release"  # marks a pending event that carries a claim_release row
+RELEASE_EVENT = "claims_released"
 _FORBIDDEN_KEYS = {"password", "code", "secret", "token", "otp", "client_secret", "refresh_token"}
 
 
@@ -65,6 +66,13 @@ def append(
 ) -> None:
     """Record an event in the unit of work: it is written when the work commits, and never when
     the work is thrown away (nothing half-written)."""
+    if event == RELEASE_EVENT:
+        raise ValueError("a release is recorded with audit.release, which also writes its record")
+    _queue(event, actor, citizen_id, client_id, session, details)
+
+
+def _queue(event: str, actor: str, citizen_id: uuid.UUID | str | None, client_id: str | None,
+           session: Session | None, details: dict[str, Any], release: bool = False) -> None:
     leaked = _FORBIDDEN_KEYS.intersection(k.lower() for k in details)
     if leaked:
         raise ValueError(f"audit details may not carry secrets: {sorted(leaked)}")
@@ -74,6 +82,8 @@ def append(
         "event": event, "actor": actor, "citizen_id": str(citizen_id) if citizen_id else None,
         "client_id": client_id, "ip": client_ip(), "details": details,
     }
+    if release:
+        row[_RELEASE] = True
     (session or get_session()).info.setdefault(_PENDING, []).append(row)
 
 
@@ -81,9 +91,8 @@ def release(citizen_id: uuid.UUID, client_id: str, channel: str, claims: list[st
     """Record claims handed to a portal: the audit event and the citizen's release record
     (``claim_release``, shown at /account/activity), linked by the event's id so the citizen can be
     shown a proof that the release is in the log."""
-    append("claims_released", citizen_id=citizen_id, client_id=client_id, channel=channel,
-           claims=claims)
-    get_session().info[_PENDING][-1][_RELEASE] = True
+    _queue(RELEASE_EVENT, "system", citizen_id, client_id, None,
+           {"channel": channel, "claims": claims}, release=True)
 
 
 def write_pending(session: Session) -> None:
@@ -133,7 +142,7 @@ _WRITE_POSTGRESQL = text("""
         RETURNING id, at, event, citizen_id, client_id, details)
     INSERT INTO claim_release (citizen_id, client_id, channel, claims, released_at, audit_event_id)
     SELECT CAST(citizen_id AS uuid), client_id, details ->> 'channel', details -> 'claims', at, id
-    FROM ev WHERE event = 'claims_released'
+    FROM ev WHERE event = '""" + RELEASE_EVENT + """'
 """)
 
 
@@ -217,10 +226,22 @@ class Folded:
     size: int
     added: int
     note: str
+    root: bytes
 
 
-def checkpoint(session: Session, signer: Signer, *, batch: int = 50_000) -> Folded | None:
+class TamperedLog(RuntimeError):
+    """The database no longer holds the tree the checkpointer last signed: nothing is signed."""
+
+
+def checkpoint(session: Session, signer: Signer, *, batch: int = 50_000,
+               last: tuple[int, bytes] | None = None) -> Folded | None:
     """Fold up to ``batch`` new events into the tree and sign the new tree head.
+
+    Before signing, the tree in the database must still be the one signed last: the newest
+    checkpoint's note must carry this key's signature over its size and root, that root must be what
+    the stored leaves and nodes give, and ``last`` (the size and root this checkpointer signed last,
+    kept outside the database) must be that checkpoint or an earlier one of the same tree. Otherwise
+    ``TamperedLog``: a rolled-back or rewritten tail is never signed over.
 
     Returns None when another checkpointer holds the lock (it will fold these events), and a Folded
     with ``added == 0`` when there was nothing new. The caller commits.
@@ -233,21 +254,59 @@ def checkpoint(session: Session, signer: Signer, *, batch: int = 50_000) -> Fold
         ensure_partitions(conn, utcnow().date())
     else:
         serialize(session, _CHECKPOINT_LOCK, "audit_checkpoint")
-    head = conn.execute(select(func.max(AuditCheckpoint.tree_size))).scalar() or 0
+    newest = conn.execute(select(AuditCheckpoint.tree_size, AuditCheckpoint.root_hash,
+                                 AuditCheckpoint.note)
+                          .order_by(AuditCheckpoint.tree_size.desc()).limit(1)).first()
+    head = newest.tree_size if newest else 0
+    tree = Tree(conn)
+    _check_head(conn, tree, signer, newest, last)
     rows = conn.execute(select(AuditEvent.__table__).where(AuditEvent.leaf_index.is_(None))
                         .order_by(AuditEvent.id).limit(batch)).all()
     if not rows:
-        return Folded(head, 0, "")
+        return Folded(head, 0, "", bytes(newest.root_hash) if newest else merkle.EMPTY)
+    ids = [row.id for row in rows]
+    if conn.execute(select(AuditEvent.id).where(AuditEvent.id.in_(ids),
+                                                AuditEvent.leaf_index.is_not(None)).limit(1)).first():
+        raise TamperedLog("an event waiting for the tree has the id of one already in it")
     size = _fold(conn, head, rows)
-    tree = Tree(conn)
-    root = tree.subtree(0, size)
+    root = Tree(conn).subtree(0, size)
     now = utcnow().replace(microsecond=0)
     body = Checkpoint(signer.name, size, root,
                       (f"time {now.strftime('%Y-%m-%dT%H:%M:%SZ')}",)).body()
     note = signer.sign(body)
     conn.execute(insert(AuditCheckpoint).values(tree_size=size, root_hash=root, at=now, note=note,
                                                 verifier_key=signer.verifier_key))
-    return Folded(size, size - head, note)
+    return Folded(size, size - head, note, root)
+
+
+def _check_head(conn: Connection, tree: Tree, signer: Signer, newest: Any,
+                last: tuple[int, bytes] | None) -> None:
+    head = newest.tree_size if newest else 0
+    if newest is not None:
+        body = Verifier.parse(signer.verifier_key).open(newest.note)
+        signed = Checkpoint.parse(body) if body else None
+        if signed is None or signed.size != head or signed.root != bytes(newest.root_hash):
+            raise TamperedLog(f"the newest checkpoint ({head}) is not signed by this key")
+        try:
+            if tree.subtree(0, head) != signed.root:
+                raise TamperedLog(f"the stored tree no longer gives the root signed at {head}")
+        except LookupError as e:
+            raise TamperedLog(f"the tree signed at {head} is incomplete: {e}") from None
+    if last is not None:
+        size, root = last
+        if size > head:
+            raise TamperedLog(f"the log was rolled back: {size} events were signed, {head} remain")
+        try:
+            if size and tree.subtree(0, size) != root:
+                raise TamperedLog(f"the tree signed at {size} was rewritten")
+        except LookupError as e:
+            raise TamperedLog(f"the tree signed at {size} is incomplete: {e}") from None
+    if conn.execute(select(AuditEvent.id).where(AuditEvent.leaf_index >= head).limit(1)).first():
+        raise TamperedLog(f"events claim leaf indexes at or beyond the signed size {head}")
+    planted = select(AuditNode.level).where(
+        (AuditNode.index + 1).op("<<")(AuditNode.level) > head).limit(1)
+    if conn.execute(planted).first():
+        raise TamperedLog(f"stored subtrees reach beyond the signed size {head}")
 
 
 def _fold(conn: Connection, head: int, rows: Sequence[Any]) -> int:
@@ -337,16 +396,38 @@ class InclusionProof:
                 "hashing": "RFC 9162 §2.1: leaf = SHA-256(0x00 || leaf), node = SHA-256(0x01 || l || r)"}
 
 
-def inclusion_proof(session: Session, event_id: int) -> InclusionProof | None:
-    """The event's proof against the latest checkpoint; None if it is not in a checkpoint yet."""
-    row = session.scalar(select(AuditEvent).where(AuditEvent.id == event_id))
+def trusted_key(session: Session) -> str | None:
+    """The verifier key checkpoints are checked against and published with: the configured one
+    (``IDP_AUDIT_VERIFIER_KEY``), else the first checkpoint's (trust on first use). Never each
+    checkpoint's own stored key: whoever can write the database could re-sign a rewritten tree with
+    a key of their own."""
+    configured: str | None = current_app.config["IDP"].audit_verifier_key
+    if configured:
+        return configured
+    return session.scalar(select(AuditCheckpoint.verifier_key)
+                          .order_by(AuditCheckpoint.tree_size).limit(1))
+
+
+def inclusion_proof(session: Session, event_id: int, at: dt.datetime | None = None
+                    ) -> InclusionProof | None:
+    """The event's proof against the latest checkpoint; None if it is not in a checkpoint yet.
+    ``at`` pins the event's time too (ids are unique per partition only on PostgreSQL)."""
+    stmt = select(AuditEvent).where(AuditEvent.id == event_id, AuditEvent.leaf_index.is_not(None))
+    if at is not None:
+        stmt = stmt.where(AuditEvent.at == at)
+    rows = session.scalars(stmt.limit(2)).all()
     cp = session.scalar(select(AuditCheckpoint).order_by(AuditCheckpoint.tree_size.desc()).limit(1))
-    if row is None or row.leaf_index is None or cp is None or row.leaf_index >= cp.tree_size:
+    key = trusted_key(session)
+    if len(rows) != 1 or cp is None or key is None or (rows[0].leaf_index or 0) >= cp.tree_size:
         return None
-    tree = Tree(session.connection())
-    path = merkle.inclusion_path(row.leaf_index, cp.tree_size, tree.subtree)
+    row = rows[0]
+    assert row.leaf_index is not None
+    try:
+        path = merkle.inclusion_path(row.leaf_index, cp.tree_size, Tree(session.connection()).subtree)
+    except LookupError:
+        return None  # archived: the proof comes from the archive
     return InclusionProof(row.id, leaf_data(row).decode(), row.leaf_index, cp.tree_size, path,
-                          cp.note, cp.verifier_key)
+                          cp.note, key)
 
 
 def consistency_proof(session: Session, old: int, new: int) -> list[bytes]:
@@ -390,92 +471,116 @@ def _rows(session: Session) -> Iterator[AuditEvent]:
 
 def verify(engine: Engine, pinned: Verifier | None = None) -> VerifyResult:
     """Recompute every leaf from its event, every stored node from its children, and every
-    checkpoint's root from the leaves, and check each checkpoint's signature (also against
-    ``pinned``, the key a monitor trusts, when given). Reports the first problem."""
-    with Session(engine) as session:
-        checkpoints = list(session.scalars(select(AuditCheckpoint).order_by(AuditCheckpoint.tree_size)))
-        pending = session.scalar(select(func.count()).select_from(AuditEvent)
-                                 .where(AuditEvent.leaf_index.is_(None))) or 0
-        result = VerifyResult(True, 0, pending=pending)
+    checkpoint's root from the leaves, and check each checkpoint's signature against ``pinned``
+    (the key a monitor trusts), else ``trusted_key``. Reports the first problem.
 
-        def fail(reason: str, event_id: int | None = None) -> VerifyResult:
-            result.ok, result.reason, result.broken_id = False, reason, event_id
-            return result
+    Reads one snapshot (REPEATABLE READ on PostgreSQL), so a checkpoint committed meanwhile is
+    neither half seen nor taken for tampering."""
+    with engine.connect() as conn:
+        if conn.dialect.name == "postgresql":
+            conn = conn.execution_options(isolation_level="REPEATABLE READ")
+        with Session(bind=conn) as session:
+            return _verify(session, pinned)
 
-        due = iter(checkpoints)
-        cp = next(due, None)
-        compact = merkle.CompactRange()
-        block: list[bytes] = []
-        stored = iter(session.execute(
-            select(AuditNode.index, AuditNode.hash).where(AuditNode.level == STORED_LEVEL)
-            .order_by(AuditNode.index)).all())
-        for row in _rows(session):
-            expected = compact.size
-            if row.leaf_index != expected:
-                what = (f"leaf {expected} is missing (deleted)" if (row.leaf_index or 0) > expected
-                        else f"leaf {row.leaf_index} appears twice")
-                return fail(what, row.id)
-            computed = merkle.leaf_hash(leaf_data(row))
-            if row.leaf_hash is None or bytes(row.leaf_hash) != computed:
-                return fail(f"event {row.id} (leaf {expected}): content does not match its leaf hash",
-                            row.id)
-            compact.append(computed)
-            block.append(computed)
-            if len(block) == BLOCK:
-                node = next(stored, None)
-                if node is None or node[0] != expected >> STORED_LEVEL or \
-                        bytes(node[1]) != merkle.root(block):
-                    return fail(f"leaves {expected + 1 - BLOCK}..{expected} do not match their stored "
-                                "subtree", row.id)
-                block = []
-            while cp is not None and cp.tree_size == compact.size:
-                problem = _check_checkpoint(cp, compact.root(), pinned)
-                if problem:
-                    return fail(problem, row.id)
-                result.checkpoints += 1
-                cp = next(due, None)
-            result.checked = compact.size
-        if cp is not None:
-            return fail(f"checkpoint of size {cp.tree_size} covers leaves that are missing "
-                        f"(found {compact.size})")
-        if checkpoints and compact.size != checkpoints[-1].tree_size:
-            return fail(f"{compact.size - checkpoints[-1].tree_size} leaves are not under a checkpoint")
-        problem = _check_nodes(session)
-        if problem:
-            return fail(problem)
+
+def _verify(session: Session, pinned: Verifier | None) -> VerifyResult:
+    checkpoints = list(session.scalars(select(AuditCheckpoint).order_by(AuditCheckpoint.tree_size)))
+    pending = session.scalar(select(func.count()).select_from(AuditEvent)
+                             .where(AuditEvent.leaf_index.is_(None))) or 0
+    result = VerifyResult(True, 0, pending=pending)
+
+    def fail(reason: str, event_id: int | None = None) -> VerifyResult:
+        result.ok, result.reason, result.broken_id = False, reason, event_id
+        return result
+
+    if pinned is None:
+        trusted = trusted_key(session)
+        if trusted is None and checkpoints:
+            return fail("no verifier key to check the checkpoints against")
+        pinned = Verifier.parse(trusted) if trusted else None
+    due = iter(checkpoints)
+    cp = next(due, None)
+    compact = merkle.CompactRange()
+    block: list[bytes] = []
+    stored = iter(session.execute(
+        select(AuditNode.index, AuditNode.hash).where(AuditNode.level == STORED_LEVEL)
+        .order_by(AuditNode.index).execution_options(yield_per=2000)))
+    for row in _rows(session):
+        expected = compact.size
+        if row.leaf_index != expected:
+            what = (f"leaf {expected} is missing (deleted)" if (row.leaf_index or 0) > expected
+                    else f"leaf {row.leaf_index} appears twice")
+            return fail(what, row.id)
+        computed = merkle.leaf_hash(leaf_data(row))
+        if row.leaf_hash is None or bytes(row.leaf_hash) != computed:
+            return fail(f"event {row.id} (leaf {expected}): content does not match its leaf hash",
+                        row.id)
+        compact.append(computed)
+        block.append(computed)
+        if len(block) == BLOCK:
+            node = next(stored, None)
+            if node is None or node[0] != expected >> STORED_LEVEL or \
+                    bytes(node[1]) != merkle.root(block):
+                return fail(f"leaves {expected + 1 - BLOCK}..{expected} do not match their stored "
+                            "subtree", row.id)
+            block = []
+        while cp is not None and cp.tree_size == compact.size:
+            problem = _check_checkpoint(cp, compact.root(), pinned)
+            if problem:
+                return fail(problem, row.id)
+            result.checkpoints += 1
+            cp = next(due, None)
+        result.checked = compact.size
+    if cp is not None:
+        return fail(f"checkpoint of size {cp.tree_size} covers leaves that are missing "
+                    f"(found {compact.size})")
+    if checkpoints and compact.size != checkpoints[-1].tree_size:
+        return fail(f"{compact.size - checkpoints[-1].tree_size} leaves are not under a checkpoint")
+    problem = _check_nodes(session, compact.size)
+    if problem:
+        return fail(problem)
     return result
 
 
-def _check_checkpoint(cp: AuditCheckpoint, computed: bytes, pinned: Verifier | None) -> str:
+def _check_checkpoint(cp: AuditCheckpoint, computed: bytes, key: Verifier | None) -> str:
     if bytes(cp.root_hash) != computed:
         return f"checkpoint of size {cp.tree_size}: the leaves give another root (changed or reordered)"
+    body = key.open(cp.note) if key else None
+    if key is None or body is None:
+        name = key.name if key else "no key"
+        return f"checkpoint of size {cp.tree_size}: signature does not verify with {name}"
     try:
-        verifiers = [Verifier.parse(cp.verifier_key)] + ([pinned] if pinned else [])
-    except ValueError:
-        return f"checkpoint of size {cp.tree_size}: its verifier key is malformed"
-    for verifier in verifiers:
-        body = verifier.open(cp.note)
-        if body is None:
-            return f"checkpoint of size {cp.tree_size}: signature does not verify with {verifier.name}"
         signed = Checkpoint.parse(body)
-        if signed.size != cp.tree_size or signed.root != computed:
-            return f"checkpoint of size {cp.tree_size}: the signed note states another tree"
+    except ValueError:
+        return f"checkpoint of size {cp.tree_size}: the signed note is not a checkpoint"
+    if signed.size != cp.tree_size or signed.root != computed:
+        return f"checkpoint of size {cp.tree_size}: the signed note states another tree"
     return ""
 
 
-def _check_nodes(session: Session) -> str:
+def _check_nodes(session: Session, size: int, chunk: int = 4096) -> str:
     """Each stored node above the bottom stored level is the hash of its two stored children (the
-    bottom level was checked against the leaves)."""
+    bottom level was checked against the leaves), and none reaches beyond the tree. Read a chunk of
+    parents and their children at a time: memory stays flat however large the log."""
+    beyond = session.execute(select(AuditNode.level, AuditNode.index).where(
+        (AuditNode.index + 1).op("<<")(AuditNode.level) > size).limit(1)).first()
+    if beyond is not None:
+        return f"stored subtree {beyond[0]}/{beyond[1]} reaches beyond the tree ({size} leaves)"
     level = STORED_LEVEL + 1
-    while True:
-        parents = session.execute(select(AuditNode.index, AuditNode.hash)
-                                  .where(AuditNode.level == level).order_by(AuditNode.index)).all()
-        if not parents:
-            return ""
-        children = dict(session.execute(select(AuditNode.index, AuditNode.hash)
-                                        .where(AuditNode.level == level - 1)).all())
-        for index, value in parents:
-            left, right = children.get(2 * index), children.get(2 * index + 1)
-            if left is None or right is None or merkle.node_hash(bytes(left), bytes(right)) != bytes(value):
-                return f"stored subtree {level}/{index} does not match its children"
+    while size >> level:
+        for start in range(0, size >> level, chunk):
+            end = min(start + chunk, size >> level)
+            parents = session.execute(select(AuditNode.index, AuditNode.hash).where(
+                AuditNode.level == level, AuditNode.index >= start, AuditNode.index < end)).all()
+            children = dict(session.execute(select(AuditNode.index, AuditNode.hash).where(
+                AuditNode.level == level - 1, AuditNode.index >= 2 * start,
+                AuditNode.index < 2 * end)).all())
+            if len(parents) != end - start:
+                return f"stored subtrees of level {level} between {start} and {end} are missing"
+            for index, value in parents:
+                left, right = children.get(2 * index), children.get(2 * index + 1)
+                if left is None or right is None or \
+                        merkle.node_hash(bytes(left), bytes(right)) != bytes(value):
+                    return f"stored subtree {level}/{index} does not match its children"
         level += 1
+    return ""

@@ -5,13 +5,15 @@ A change bumps a generation mark in the short-lived store once the change has co
 (``changed``); each request reads the mark at most once (``g``), and a cache filled under another
 mark starts again empty. A mark that vanished (a Redis restart) reads as a change too. So a disabled
 client or a rotated key is seen by every worker on its next request, at the cost of one store read
-per request instead of a database query per use.
+per request instead of a database query per use; and nothing is kept longer than a minute, whatever
+happens to the mark.
 """
 
 from __future__ import annotations
 
 import secrets
 import threading
+import time
 from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
 
@@ -36,7 +38,12 @@ def generation() -> str | None:
         return mark
     try:
         found = state.cache_generation.get("generation")
-        mark = found.v if found else ""
+        if found is None:
+            # Gone (a Redis restart, an eviction): start a new mark rather than read "none", which
+            # caches filled while it was missing before would take for their own.
+            state.cache_generation.put_if_absent(state.Generation(secrets.token_hex(8)), "generation")
+            found = state.cache_generation.get("generation")
+        mark = found.v if found else None
     except RedisError:
         mark = None
     if has_app_context():
@@ -74,8 +81,12 @@ class Cache(Generic[K, V]):
     asked for again and again costs no query), up to ``size`` entries, after which it starts again
     (so made-up keys cannot grow it without bound)."""
 
-    def __init__(self, size: int = 10_000) -> None:
+    def __init__(self, size: int = 10_000, max_age: float = 60.0) -> None:
         self._size = size
+        # A backstop for a mark that was never bumped (a process that died between its commit and
+        # the bump, a command pointed at another store): nothing is served older than this.
+        self._max_age = max_age
+        self._filled = 0.0
         self._mark: str | None = None
         self._values: dict[K, V | None] = {}
         self._lock = threading.Lock()
@@ -85,8 +96,8 @@ class Cache(Generic[K, V]):
         if mark is None:
             return load(key)
         with self._lock:
-            if mark != self._mark:
-                self._values, self._mark = {}, mark
+            if mark != self._mark or time.monotonic() - self._filled > self._max_age:
+                self._values, self._mark, self._filled = {}, mark, time.monotonic()
             elif key in self._values:
                 return self._values[key]
         value = load(key)

@@ -6,6 +6,7 @@ operate on; the composition root lists them all.
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -54,12 +55,17 @@ def db_revision(message: str, autogenerate: bool) -> None:
     )
 
 
+def _audit_key_path() -> str:
+    settings = current_app.config["IDP"]
+    return str(settings.audit_key_file or settings.instance_path / "audit-checkpoint.pem")
+
+
 def audit_signer() -> Signer:
     """The checkpointer's key: ``IDP_AUDIT_KEY_FILE``, or outside production a key made on first use
     in the instance folder. Production never makes one silently: a new key would make monitors
     that pinned the old one reject every later checkpoint."""
     settings = current_app.config["IDP"]
-    path = settings.audit_key_file or str(settings.instance_path / "audit-checkpoint.pem")
+    path = _audit_key_path()
     production = settings.environment == "production"
     if production and not settings.audit_key_file:
         raise click.ClickException("IDP_AUDIT_KEY_FILE must name the checkpoint signing key "
@@ -101,13 +107,25 @@ def audit_checkpoint(forever: bool, interval: float, batch: int) -> None:
     import time
 
     signer = audit_signer()
+    # The size and root signed last, kept beside the key and outside the database: a database
+    # rolled back or rewritten below it is refused rather than signed over.
+    head_file = Path(_audit_key_path() + ".head")
     stop: list[bool] = []
     if forever:
         signal.signal(signal.SIGTERM, lambda *_: stop.append(True))
     while True:
-        with unit_of_work() as session:
-            folded = audit.checkpoint(session, signer, batch=batch)
+        try:
+            with unit_of_work() as session:
+                folded = audit.checkpoint(session, signer, batch=batch, last=_read_head(head_file))
+        except audit.TamperedLog as e:
+            raise click.ClickException(f"refusing to sign: {e}") from None
+        except Exception as e:  # an outage: the next pass tries again
+            if not forever:
+                raise
+            click.echo(f"checkpoint failed, retrying: {type(e).__name__}", err=True)
+            folded = None
         if folded is not None and folded.added:
+            _write_head(head_file, folded.size, folded.root)
             click.echo(f"checkpoint: {folded.size} events (+{folded.added})")
         elif not forever:
             click.echo("checkpoint: nothing new" if folded is not None
@@ -116,6 +134,20 @@ def audit_checkpoint(forever: bool, interval: float, batch: int) -> None:
             return
         if folded is None or folded.added < batch:
             time.sleep(interval)
+
+
+def _read_head(path: Path) -> tuple[int, bytes] | None:
+    try:
+        size, root = path.read_text().split()
+    except FileNotFoundError:
+        return None
+    return int(size), base64.b64decode(root)
+
+
+def _write_head(path: Path, size: int, root: bytes) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(f"{size} {base64.b64encode(root).decode()}\n")
+    tmp.replace(path)
 
 
 @audit_cli.command("verify")

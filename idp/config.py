@@ -91,6 +91,9 @@ class Settings:
     # The audit checkpointer's Ed25519 key (PEM). Only ``flask audit checkpoint`` reads it; the web
     # workers never do. Unset outside production: kept in the instance folder, made on first use.
     audit_key_file: str | None = None
+    # The verifier key every checkpoint must be signed by (``flask audit key`` prints it). Unset, the
+    # key of the first checkpoint is trusted for all later ones.
+    audit_verifier_key: str | None = None
 
     @property
     def embedded(self) -> bool:
@@ -171,6 +174,7 @@ def load_settings(overrides: dict[str, str] | None = None) -> Settings:
         outbox_max_attempts=number("OUTBOX_MAX_ATTEMPTS", 8),
         outbox_retry_seconds=number("OUTBOX_RETRY_SECONDS", 30),
         audit_key_file=optional("AUDIT_KEY_FILE"),
+        audit_verifier_key=optional("AUDIT_VERIFIER_KEY"),
     )
     if environment == "production":
         _check_production(settings, env)

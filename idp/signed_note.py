@@ -15,6 +15,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import re
+import time
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidSignature
@@ -33,10 +35,18 @@ def _raw(public: Ed25519PublicKey) -> bytes:
     return public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
 
 
+_NAME = re.compile(r"[^\s+]+")  # a key name: no spaces, no "+" (C2SP signed-note)
+_SIZE = re.compile(r"0|[1-9][0-9]*")
+
+
 @dataclass(frozen=True)
 class Signer:
     name: str
     key: Ed25519PrivateKey
+
+    def __post_init__(self) -> None:
+        if not _NAME.fullmatch(self.name):
+            raise ValueError(f"not a signed-note key name: {self.name!r}")
 
     @property
     def public(self) -> bytes:
@@ -111,9 +121,12 @@ class Checkpoint:
     @classmethod
     def parse(cls, body: str) -> Checkpoint:
         lines = body.rstrip("\n").split("\n")
-        if len(lines) < 3 or not lines[1].isdigit():
+        if len(lines) < 3 or not _SIZE.fullmatch(lines[1]) or not lines[1].isascii():
             raise ValueError("not a checkpoint")
-        return cls(lines[0], int(lines[1]), base64.b64decode(lines[2], validate=True), tuple(lines[3:]))
+        root = base64.b64decode(lines[2], validate=True)
+        if len(root) != 32:
+            raise ValueError("a checkpoint's root is a SHA-256 hash")
+        return cls(lines[0], int(lines[1]), root, tuple(lines[3:]))
 
 
 def load_or_create(path: str, name: str, *, create: bool) -> Signer:
@@ -131,6 +144,9 @@ def load_or_create(path: str, name: str, *, create: bool) -> Signer:
         try:
             fd = os.open(path + ".new", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:
+            if time.time() - os.path.getmtime(path + ".new") > 30:  # left by a crash
+                os.unlink(path + ".new")
+                return load_or_create(path, name, create=create)
             return _wait_for(path, name)
         try:
             os.write(fd, pem)
@@ -144,8 +160,6 @@ def load_or_create(path: str, name: str, *, create: bool) -> Signer:
 
 
 def _wait_for(path: str, name: str) -> Signer:
-    import time
-
     for _ in range(50):
         if os.path.exists(path):
             return load_or_create(path, name, create=False)

@@ -46,11 +46,11 @@ def at_size(size: int) -> Response | tuple[Response, int]:
 
 @bp.get("/key")
 def key() -> Response | tuple[Response, int]:
-    """The verifier key of the newest checkpoint, for monitors that pin it."""
-    cp = audit.checkpoint_at(get_session())
-    if cp is None:
+    """The key every checkpoint is signed with, for monitors to pin."""
+    key = audit.trusted_key(get_session())
+    if key is None:
         return _error("the log has no checkpoint yet", 404)
-    return _text(cp.verifier_key + "\n", 300)
+    return _text(key + "\n", 300)
 
 
 @bp.get("/consistency")
@@ -67,7 +67,10 @@ def consistency() -> Response | tuple[Response, int]:
         return _error("both sizes must be those of published checkpoints", 404)
     if old.tree_size > new.tree_size:
         return _error("first must not be larger than second", 400)
-    response = jsonify(audit.consistency_json(session, old, new))
+    try:
+        response = jsonify(audit.consistency_json(session, old, new))
+    except LookupError:  # part of the tree is archived (docs/audit.md)
+        return _error("that part of the log is archived; ask the operator for its archive", 410)
     response.headers["Cache-Control"] = "public, max-age=86400"
     response.headers["Access-Control-Allow-Origin"] = "*"
     return response

@@ -197,7 +197,7 @@ def test_verify_finds_reordered_events(app: Flask) -> None:
     assert code == 1 and "content does not match its leaf hash" in output
 
 
-def test_verify_finds_a_forged_checkpoint_and_a_forged_node(app: Flask) -> None:
+def test_a_forged_node_is_found_and_never_signed_over(app: Flask) -> None:
     write_events(app, 600, per_unit=100)
     checkpoint(app)
     engine = app.extensions["idp.engine"]
@@ -206,10 +206,17 @@ def test_verify_finds_a_forged_checkpoint_and_a_forged_node(app: Flask) -> None:
                      .values(hash=b"\x00" * 32))
     code, output = verify(app)
     assert code == 1 and "stored subtree 9/0 does not match" in output
+    write_events(app, 1)
+    refused = app.test_cli_runner().invoke(args=["audit", "checkpoint"])
+    assert refused.exit_code == 1 and "refusing to sign" in refused.output
 
+
+def test_verify_finds_a_forged_checkpoint(app: Flask) -> None:
+    write_events(app, 3)
+    checkpoint(app)
     write_events(app, 1)
     checkpoint(app)
-    with engine.begin() as conn:  # a forger rewrites the newest checkpoint's note with its own root
+    with app.extensions["idp.engine"].begin() as conn:  # a forger rewrites the newest note's root
         cp = conn.execute(select(AuditCheckpoint).order_by(AuditCheckpoint.tree_size.desc())).first()
         assert cp is not None
         forged = cp.note.replace(base64.b64encode(cp.root_hash).decode(),
@@ -217,7 +224,56 @@ def test_verify_finds_a_forged_checkpoint_and_a_forged_node(app: Flask) -> None:
         conn.execute(update(AuditCheckpoint).where(AuditCheckpoint.tree_size == cp.tree_size)
                      .values(note=forged))
     code, output = verify(app)
-    assert code == 1
+    assert code == 1 and "signature does not verify" in output
+
+
+def test_a_log_rewritten_and_re_signed_with_another_key_fails_against_the_configured_key(
+        app: Flask) -> None:
+    import dataclasses
+
+    write_events(app, 5)
+    checkpoint(app)
+    genuine = proof_key(app)
+    engine = app.extensions["idp.engine"]
+    third = leaf_ids(app)[2]
+    with engine.begin() as conn:  # rewrite an event and the whole tree, then sign it anew
+        conn.execute(update(AuditEvent).where(AuditEvent.id == third).values(event="logout"))
+        conn.execute(update(AuditEvent).values(leaf_index=None, leaf_hash=None))
+        conn.execute(AuditNode.__table__.delete())
+        conn.execute(AuditCheckpoint.__table__.delete())
+    forger = load_or_create(str(Path(app.config["IDP"].instance_path) / "forger.pem"),
+                            audit.origin_of(app.config["IDP"].issuer), create=True)
+    with app.app_context(), unit_of_work() as session:
+        audit.checkpoint(session, forger)
+    app.config["IDP"] = dataclasses.replace(app.config["IDP"], audit_verifier_key=genuine)
+    code, output = verify(app)
+    assert code == 1 and "signature does not verify" in output
+    assert app.test_client().get("/audit/key").get_data(as_text=True).strip() == genuine
+
+
+def test_the_checkpointer_refuses_a_rolled_back_tail(app: Flask) -> None:
+    write_events(app, 4)
+    checkpoint(app)
+    write_events(app, 4)
+    checkpoint(app)
+    engine = app.extensions["idp.engine"]
+    with engine.begin() as conn:  # drop the newest checkpoint and un-fold its events
+        conn.execute(AuditCheckpoint.__table__.delete().where(AuditCheckpoint.tree_size == 8))
+        conn.execute(update(AuditEvent).where(AuditEvent.leaf_index >= 4)
+                     .values(leaf_index=None, leaf_hash=None))
+    refused = app.test_cli_runner().invoke(args=["audit", "checkpoint"])
+    assert refused.exit_code == 1 and "rolled back" in refused.output
+
+
+def test_the_checkpointer_refuses_planted_leaf_indexes(app: Flask) -> None:
+    write_events(app, 2)
+    checkpoint(app)
+    with app.extensions["idp.engine"].begin() as conn:
+        conn.execute(AuditEvent.__table__.insert().values(
+            at=dt.datetime.now(dt.UTC), event="planted", actor="x", details={}, leaf_index=7,
+            leaf_hash=b"\x00" * 32))
+    refused = app.test_cli_runner().invoke(args=["audit", "checkpoint"])
+    assert refused.exit_code == 1 and "beyond the signed size" in refused.output
 
 
 def test_inclusion_and_consistency_proofs_from_the_cli_check_out(app: Flask) -> None:

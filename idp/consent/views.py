@@ -120,13 +120,16 @@ def release_proof(release_id: int) -> Any:
     release = session.get(ClaimRelease, release_id)
     if release is None or release.citizen_id != citizen.id:
         abort(404)
-    proof = audit.inclusion_proof(session, release.audit_event_id) if release.audit_event_id else None
+    proof = (audit.inclusion_proof(session, release.audit_event_id, release.released_at)
+             if release.audit_event_id else None)
     if proof is None:
         flash(_("The proof for this release is not ready yet: the log signs new records every few "
                 "seconds. Try again in a minute."), "info")
         return redirect(url_for("consent.activity"))
-    body = json.dumps({"release": {"id": release.id, "client_id": release.client_id,
-                                   "channel": release.channel, "claims": release.claims},
+    event = json.loads(proof.leaf)  # what the log holds, not the activity table's copy
+    body = json.dumps({"release": {"id": release.id, "client_id": event["client_id"],
+                                   "channel": event["details"].get("channel"),
+                                   "claims": event["details"].get("claims"), "at": event["at"]},
                        **proof.as_json()}, indent=2, ensure_ascii=False)
     return Response(body, mimetype="application/json", headers={
         "Content-Disposition": f'attachment; filename="satuid-proof-{release.id}.json"',
