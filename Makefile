@@ -66,6 +66,7 @@ typecheck: install
 	$(VENV)/bin/mypy
 
 bench: install
+	$(PY) bench/national.py
 	$(PY) bench/login.py
 	$(PY) bench/oidc_flow.py
 	$(PY) bench/fuzz.py

@@ -1,9 +1,10 @@
-"""Benchmark: OIDC flows per second and latency percentiles against a real gunicorn server.
+"""Benchmark: OIDC flows per second, latency percentiles and server CPU against a real gunicorn server.
 
 With a live SSO session (and consent already given), each flow is authorize(prompt=none) → token →
 userinfo, as a portal does on every visit of a citizen who is already logged in. The token endpoint
 is also measured alone (refresh-token grants, each rotating the previous one). Runs SatuID itself on
-the embedded default (SQLite) and on PostgreSQL + Redis, and prints the figures with the core count.
+the embedded default (SQLite) and on PostgreSQL + Redis, with production settings, and prints the
+figures with the core count. ``bench/national.py`` uses the same flows for its table.
 
     .venv/bin/python bench/oidc_flow.py [--backend sqlite|postgres|both] [--flows 400] [--concurrency 8]
 """
@@ -13,41 +14,52 @@ from __future__ import annotations
 import argparse
 import base64
 import hashlib
-import json
 import os
+import random
 import re
 import secrets
-import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import requests
+from harness import (
+    BENCH_ENV,
+    PASSWORD,
+    REDIRECT,
+    SCOPES,
+    IdpServer,
+    Measured,
+    measure,
+    nik_of,
+    register_client,
+    seed_population,
+    worker_rss,
+)
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.servers import IdpServer
-
-REDIRECT = "https://bench.example.id/cb"
-
-
-def _csrf(html: str) -> str:
+def csrf_token(html: str) -> str:
     match = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', html) or re.search(
         r'name="csrf_token" value="([^"]+)"', html)
-    assert match
+    if match is None:
+        raise RuntimeError("no CSRF token on the page")
     return match.group(1)
 
 
-def _pkce() -> tuple[str, str]:
+def pkce() -> tuple[str, str]:
+    """(verifier, S256 challenge), RFC 7636 §4.1-4.2."""
     verifier = secrets.token_urlsafe(48)
     digest = hashlib.sha256(verifier.encode()).digest()
     return verifier, base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
-class Bench:
+class Portal:
+    """A confidential relying party driving citizens' browsers through SatuID."""
+
     def __init__(self, server: IdpServer, client_id: str, secret: str) -> None:
         self.server = server
         self.auth = (client_id, secret)
@@ -55,15 +67,14 @@ class Bench:
 
     def authorize_url(self, challenge: str, **extra: str) -> str:
         params = {"response_type": "code", "client_id": self.client_id, "redirect_uri": REDIRECT,
-                  "scope": "openid profile email offline_access", "state": secrets.token_urlsafe(8),
-                  "nonce": secrets.token_urlsafe(8), "code_challenge": challenge,
-                  "code_challenge_method": "S256", **extra}
+                  "scope": SCOPES, "state": secrets.token_urlsafe(8), "nonce": secrets.token_urlsafe(8),
+                  "code_challenge": challenge, "code_challenge_method": "S256", **extra}
         return self.server.url + "/authorize?" + urlencode(params)
 
-    def log_in(self, citizen: dict[str, str]) -> requests.Session:
+    def log_in(self, nik: str, password: str) -> requests.Session:
         """Log in and consent once through the pages; returns the browser with its SSO cookie."""
         browser = requests.Session()
-        _, challenge = _pkce()
+        _, challenge = pkce()
         response = browser.get(self.authorize_url(challenge), allow_redirects=False)
         for _ in range(10):
             location = response.headers["Location"]
@@ -74,36 +85,36 @@ class Bench:
             if urlsplit(url).path == "/login":
                 page = browser.get(url)
                 response = browser.post(self.server.url + "/login", allow_redirects=False, data={
-                    "csrf_token": _csrf(page.text), "nik": citizen["nik"],
-                    "password": citizen["password"], "interaction": uid, "next": ""})
+                    "csrf_token": csrf_token(page.text), "nik": nik, "password": password,
+                    "interaction": uid, "next": ""})
             elif urlsplit(url).path == "/consent":
                 page = browser.get(url)
                 response = browser.post(self.server.url + "/consent", allow_redirects=False, data={
-                    "csrf_token": _csrf(page.text), "interaction": uid, "decision": "approve"})
+                    "csrf_token": csrf_token(page.text), "interaction": uid, "decision": "approve"})
             else:
                 response = browser.get(url, allow_redirects=False)
-        raise RuntimeError("could not log in")
+        raise RuntimeError(f"could not log in {nik}")
 
-    def flow(self, browser: requests.Session) -> tuple[float, float]:
-        """One silent flow; returns (total seconds, token endpoint seconds)."""
+    def flow(self, browser: requests.Session) -> tuple[float, str]:
+        """One silent flow; returns its seconds and the refresh token it got."""
         started = time.perf_counter()
-        verifier, challenge = _pkce()
+        verifier, challenge = pkce()
         response = browser.get(self.authorize_url(challenge, prompt="none"), allow_redirects=False)
         query = parse_qs(urlsplit(response.headers["Location"]).query)
-        assert "code" in query, query
-        token_started = time.perf_counter()
+        if "code" not in query:
+            raise RuntimeError(f"prompt=none got no code: {query}")
         token = browser.post(self.server.url + "/token", auth=self.auth, data={
             "grant_type": "authorization_code", "code": query["code"][0], "redirect_uri": REDIRECT,
             "code_verifier": verifier})
-        token_time = time.perf_counter() - token_started
         token.raise_for_status()
+        tokens = token.json()
         info = browser.get(self.server.url + "/userinfo",
-                           headers={"Authorization": f"Bearer {token.json()['access_token']}"})
+                           headers={"Authorization": f"Bearer {tokens['access_token']}"})
         info.raise_for_status()
-        self.last_refresh = token.json()["refresh_token"]
-        return time.perf_counter() - started, token_time
+        return time.perf_counter() - started, str(tokens["refresh_token"])
 
     def refresh_chain(self, refresh_token: str, count: int) -> list[float]:
+        """``count`` refresh grants, each with the token the previous one rotated in."""
         session = requests.Session()
         times = []
         for _ in range(count):
@@ -116,67 +127,86 @@ class Bench:
         return times
 
 
-def percentiles(samples: list[float]) -> str:
-    ms = sorted(s * 1000 for s in samples)
-    q = statistics.quantiles(ms, n=100)
-    return f"p50 {q[49]:.1f} ms  p90 {q[89]:.1f} ms  p99 {q[98]:.1f} ms  max {ms[-1]:.1f} ms"
+def log_in_browsers(portal: Portal, niks: Sequence[str], concurrency: int) -> list[requests.Session]:
+    """One browser per NIK, logged in (password ``PASSWORD``) and consented, with one flow done to
+    warm every worker's connections and caches."""
+    def one(nik: str) -> requests.Session:
+        browser = portal.log_in(nik, PASSWORD)
+        portal.flow(browser)
+        return browser
+
+    with ThreadPoolExecutor(concurrency) as pool:
+        return list(pool.map(one, niks))
 
 
-def run(backend: str, flows: int, concurrency: int, workers: int) -> None:
-    with tempfile.TemporaryDirectory() as tmp, IdpServer(Path(tmp), backend=backend, workers=workers,
-                                                         name="bench") as server:
-        out = json.loads(server.flask("clients", "create", "--name", "Bench", "--client-id", "bench",
-                                      "--redirect-uri", REDIRECT, "--scope",
-                                      "openid profile email offline_access"))
-        citizen = next(line for line in map(json.loads, server.seed_output.splitlines())
-                       if "password" in line)
-        bench = Bench(server, "bench", out["client_secret"])
-        browsers = [bench.log_in(citizen) for _ in range(concurrency)]
-        for b in browsers:
-            bench.flow(b)  # warm up every worker's connections and caches
+def sso_phase(portal: Portal, browsers: Sequence[requests.Session], flows: int,
+              concurrency: int) -> Measured:
+    """``flows`` silent flows from ``concurrency`` users, each going round its own browsers."""
+    assert portal.server.process is not None
+    for browser in browsers:
+        browser.close()  # no connection idle since an earlier phase: the server has dropped them
+    mine = [browsers[i::concurrency] for i in range(concurrency)]
 
-        def one(i: int) -> tuple[float, float]:
-            return bench.flow(browsers[i % concurrency])
+    def user(i: int) -> list[float]:
+        own = mine[i % concurrency]
+        return [portal.flow(own[n % len(own)])[0] for n in range(flows // concurrency
+                                                                 + (i < flows % concurrency))]
 
-        started = time.perf_counter()
+    def work() -> list[float]:
         with ThreadPoolExecutor(concurrency) as pool:
-            results = list(pool.map(one, range(flows)))
-        elapsed = time.perf_counter() - started
-        total = [r[0] for r in results]
-        token = [r[1] for r in results]
+            return [t for times in pool.map(user, range(concurrency)) for t in times]
 
-        per_thread = max(1, flows // concurrency)
-        refresh_tokens = []
-        for b in browsers:
-            bench.flow(b)
-            refresh_tokens.append(bench.last_refresh)
-        started = time.perf_counter()
+    return measure(portal.server.process.pid, work)
+
+
+def refresh_phase(portal: Portal, browsers: Sequence[requests.Session], grants: int,
+                  concurrency: int) -> Measured:
+    """``grants`` refresh-token grants: ``concurrency`` rotating chains, each from a fresh flow."""
+    assert portal.server.process is not None
+    starts = [portal.flow(browsers[i % len(browsers)])[1] for i in range(concurrency)]
+    counts = [grants // concurrency + (i < grants % concurrency) for i in range(concurrency)]
+
+    def work() -> list[float]:
         with ThreadPoolExecutor(concurrency) as pool:
-            chains = list(pool.map(lambda rt: bench.refresh_chain(rt, per_thread), refresh_tokens))
-        refresh_elapsed = time.perf_counter() - started
-        refresh = [t for chain in chains for t in chain]
+            chains = pool.map(portal.refresh_chain, starts, counts)
+            return [t for chain in chains for t in chain]
 
-        label = "PostgreSQL + Redis" if backend == "postgres" else "embedded (SQLite)"
-        print(f"\n== {label}: gunicorn {workers} workers x 4 threads, {concurrency} concurrent clients")
-        print(f"authorize(prompt=none) -> token -> userinfo: {flows} flows in {elapsed:.2f} s = "
-              f"{flows / elapsed:.1f} flows/s")
-        print(f"  flow latency:            {percentiles(total)}")
-        print(f"  token (code) latency:    {percentiles(token)}")
-        print(f"token endpoint alone (refresh grant, rotating): {len(refresh)} requests in "
-              f"{refresh_elapsed:.2f} s = {len(refresh) / refresh_elapsed:.1f} req/s")
-        print(f"  latency:                 {percentiles(refresh)}")
+    return measure(portal.server.process.pid, work)
+
+
+def run(backend: str, flows: int, concurrency: int, workers: int, sessions: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp, IdpServer(
+            Path(tmp), backend=backend, workers=workers, name="bench", extra_env=BENCH_ENV,
+            test_settings=False) as server:
+        accounts = max(sessions, 1000)
+        seed_population(server, 10 * accounts, accounts)
+        portal = Portal(server, *register_client(server))
+        niks = [nik_of(i) for i in random.sample(range(accounts), sessions)]
+        browsers = log_in_browsers(portal, niks, concurrency)
+        sso = sso_phase(portal, browsers, flows, concurrency)
+        refresh = refresh_phase(portal, browsers, flows, concurrency)
+        assert server.process is not None
+        rss = worker_rss(server.process.pid)
+
+    label = "PostgreSQL + Redis" if backend == "postgres" else "embedded (SQLite)"
+    print(f"\n== {label}: gunicorn {workers} workers x 4 threads, {concurrency} concurrent users, "
+          f"{sessions} citizens")
+    print(f"authorize(prompt=none) -> token -> userinfo: {sso.summary()}")
+    print(f"refresh grant (rotating): {refresh.summary()}")
+    print(f"largest worker RSS: {max(sso.rss, refresh.rss):.0f} MiB during the load, {rss:.0f} MiB after")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--backend", choices=["sqlite", "postgres", "both"], default="both")
     parser.add_argument("--flows", type=int, default=400)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--workers", type=int, default=max(2, os.cpu_count() or 2))
+    parser.add_argument("--sessions", type=int, default=32, help="citizens logged in, one browser each")
     args = parser.parse_args()
     print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}")
     for backend in (["sqlite", "postgres"] if args.backend == "both" else [args.backend]):
-        run(backend, args.flows, args.concurrency, args.workers)
+        run(backend, args.flows, args.concurrency, args.workers, args.sessions)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,11 @@
 """Real servers for end-to-end tests and benchmarks: SatuID under gunicorn, and a back-channel receiver.
 
 ``IdpServer`` starts ``gunicorn wsgi:app`` on a free port with its own instance folder, on the embedded
-default (SQLite, store in the database) or on PostgreSQL + Redis (a database of its own), migrates and
-seeds it with ``flask`` commands, waits for ``/healthz`` and stops it at the end. ``LogoutReceiver`` is
-a tiny HTTP server that records the back-channel logout tokens POSTed to it.
+default (SQLite, store in the database) or on PostgreSQL + Redis (a database of its own, or one given
+that outlives it), migrates and seeds it with ``flask`` commands, waits for ``/healthz`` and stops it at
+the end. It runs this checkout's code, or another checkout's (``root``) with this checkout's
+virtualenv, so that benchmarks can set two revisions side by side. ``LogoutReceiver`` is a tiny HTTP
+server that records the back-channel logout tokens POSTed to it.
 """
 
 from __future__ import annotations
@@ -42,8 +44,16 @@ class IdpServer:
     workers: int = 2
     name: str = "e2e"
     extra_env: dict[str, str] = field(default_factory=dict)
+    # The checkout whose code runs: the working directory and the head of PYTHONPATH of every
+    # command, so that its ``idp`` wins over the editable install's.
+    root: Path = ROOT
+    # An existing PostgreSQL database to run on (kept afterwards: a benchmark's bulk data), instead
+    # of a fresh one; still migrated and seeded, both of which leave what is there alone.
+    database_url: str | None = None
+    # The tests' cheap argon2 and zero refresh grace; benchmarks turn them off to run as production.
+    test_settings: bool = True
     port: int = 0
-    process: subprocess.Popen | None = None
+    process: subprocess.Popen[bytes] | None = None
     seed_output: str = ""
     _backend_env: dict[str, str] = field(default_factory=dict)
 
@@ -54,16 +64,23 @@ class IdpServer:
     def env(self) -> dict[str, str]:
         from tests.conftest import TEST_SETTINGS
 
-        env = {**os.environ, **TEST_SETTINGS, "IDP_INSTANCE_PATH": str(self.instance),
-               "IDP_ISSUER": self.url, "IDP_ENV": "development", **self.extra_env}
+        # A kept database outlives the instance folder, and the next run must read the signing keys
+        # and keep the pairwise subjects it holds: its secrets come from its URL (bench data only).
+        kept = {f"IDP_{name}": f"satuid-kept:{self.database_url}:{name.lower()}"
+                for name in ("SECRET_KEY", "KEY_ENCRYPTION_KEY", "PAIRWISE_SECRET")
+                if self.database_url}
+        env = {**os.environ, **(TEST_SETTINGS if self.test_settings else {}), **kept,
+               "IDP_INSTANCE_PATH": str(self.instance), "IDP_ISSUER": self.url,
+               "IDP_ENV": "development", **self.extra_env}
         env.pop("IDP_DATABASE_URL", None)
         env.pop("IDP_REDIS_URL", None)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(self.root), os.environ.get("PYTHONPATH")]))
         env.update(self._backend_env)
         return env
 
-    def flask(self, *args: str) -> str:
-        result = subprocess.run([str(BIN / "flask"), "--app", "wsgi", *args], cwd=ROOT, env=self.env(),
-                                capture_output=True, text=True, timeout=300)
+    def flask(self, *args: str, timeout: float = 300) -> str:
+        result = subprocess.run([str(BIN / "flask"), "--app", "wsgi", *args], cwd=self.root,
+                                env=self.env(), capture_output=True, text=True, timeout=timeout)
         if result.returncode != 0:
             raise RuntimeError(f"flask {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
         return result.stdout
@@ -72,13 +89,20 @@ class IdpServer:
         self.instance.mkdir(parents=True, exist_ok=True)
         self.port = self.port or free_port()
         self._backend_env = self._prepare_backend()
+        try:
+            return self._serve()
+        except BaseException:
+            self.stop()  # a failed start leaves no server or database behind (no __exit__ follows)
+            raise
+
+    def _serve(self) -> IdpServer:
         self.flask("db", "upgrade")
         self.seed_output = self.flask("seed-demo")
         log = (self.instance / "gunicorn.log").open("w")
         self.process = subprocess.Popen(
             [str(BIN / "gunicorn"), "--bind", f"127.0.0.1:{self.port}", "--workers", str(self.workers),
              "--threads", "4", "--timeout", "60", "wsgi:app"],
-            cwd=ROOT, env=self.env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            cwd=self.root, env=self.env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -89,16 +113,17 @@ class IdpServer:
             except requests.RequestException:
                 pass
             time.sleep(0.2)
-        self.stop()
         raise RuntimeError("gunicorn did not become healthy in time")
 
     def _prepare_backend(self) -> dict[str, str]:
         if self.backend == "sqlite":
             return {"IDP_DATABASE_URL": f"sqlite:///{self.instance / 'satuid.db'}", "IDP_REDIS_URL": ""}
 
-        from tests.conftest import REDIS_URL, create_pg_database, redis_prefix, run_id
+        from tests.conftest import REDIS_URL, create_empty_pg_database, redis_prefix, run_id
 
-        url = create_pg_database(f"satuid_{self.name}_{run_id()}")
+        # Empty: ``db upgrade`` migrates it with the checkout's own revisions (another checkout's
+        # history may differ from this one's).
+        url = self.database_url or create_empty_pg_database(f"satuid_{self.name}_{run_id()}")
         return {"IDP_DATABASE_URL": url, "IDP_REDIS_URL": REDIS_URL, "IDP_REDIS_PREFIX": redis_prefix()}
 
     def stop(self) -> None:
@@ -111,7 +136,7 @@ class IdpServer:
                 self.process.wait()
         self.process = None
         url = getattr(self, "_backend_env", {}).get("IDP_DATABASE_URL", "")
-        if url.startswith("postgresql"):
+        if url.startswith("postgresql") and url != self.database_url:
             from tests.conftest import drop_pg_database
 
             drop_pg_database(url)

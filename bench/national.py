@@ -1,0 +1,236 @@
+"""The national-scale figures, each beside its target: this checkout alone, or beside another one.
+
+    .venv/bin/python bench/national.py                              # this checkout
+    .venv/bin/python bench/national.py --compare /tmp/prev          # and another checkout beside it
+    .venv/bin/python bench/national.py --scale --compare /tmp/prev  # also at 10 M residents
+
+Setting: PostgreSQL + Redis, gunicorn with 2 workers (4 threads each), 8 concurrent users, production
+settings (argon2id cost from the checkout's own defaults, or ``IDP_ARGON2_*`` from the environment).
+Each checkout's server runs its own code (``git worktree add /tmp/prev <rev>`` makes one to compare
+with; it runs with this checkout's virtualenv) on a fresh database of ``--residents`` synthetic
+residents, ``--accounts`` of whom have an account. Per round each server in turn serves silent SSO
+flows (authorize prompt=none → token → userinfo), refresh-token grants and password logins, so that
+the machine's noise falls on all of them alike; the figures pool the rounds.
+
+``--scale`` adds a server per checkout on a kept database of 10 M residents and 1 M accounts
+(``--scale-db``; seeding it takes a long while once, later runs reuse it), and compares its p99 with
+the small database's. Logins and flows there pick accounts at random among all of them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import statistics
+import sys
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+from harness import (
+    ROOT,
+    Argon2,
+    Checkout,
+    IdpServer,
+    Measured,
+    Row,
+    Target,
+    alternate,
+    check_code,
+    checkout_server,
+    ensure_database,
+    nik_of,
+    register_client,
+    seed_population,
+    table,
+    worker_rss,
+)
+from login import login_phase
+from oidc_flow import Portal, log_in_browsers, refresh_phase, sso_phase
+
+
+@dataclass
+class Deployment:
+    """One checkout's server on a population of a given size, and what its rounds measured."""
+
+    checkout: Checkout
+    size: str
+    server: IdpServer
+    argon2: Argon2
+    portal: Portal
+    browsers: list[requests.Session]
+    logins: list[str]  # NIKs not yet used, in the order the rounds log them in
+    sso: Measured = field(default_factory=Measured)
+    refresh: Measured = field(default_factory=Measured)
+    login: Measured = field(default_factory=Measured)
+    rss: float = 0.0  # the largest worker's after a round's load, MiB
+    verify: list[float] = field(default_factory=list)  # CPU seconds of one verify alone
+    verify_at_once: list[float] = field(default_factory=list)  # ... with --concurrency at once
+
+    def __str__(self) -> str:
+        return f"{self.checkout.label}, {self.size}"
+
+    def run_round(self, args: argparse.Namespace) -> None:
+        self.sso += sso_phase(self.portal, self.browsers, args.flows, args.concurrency)
+        self.refresh += refresh_phase(self.portal, self.browsers, args.refreshes, args.concurrency)
+        niks, self.logins = self.logins[:args.logins], self.logins[args.logins:]
+        self.login += login_phase(self.server, niks, args.concurrency)
+        assert self.server.process is not None
+        self.rss = max(self.rss, worker_rss(self.server.process.pid))
+        self.verify += self.argon2.verify_cpu(3)
+        self.verify_at_once.append(self.argon2.verify_cpu_at_once(args.concurrency,
+                                                                  2 * args.concurrency))
+
+    @property
+    def verify_ms(self) -> float:
+        return statistics.median(self.verify) * 1000
+
+    @property
+    def verify_at_once_ms(self) -> float:
+        return statistics.median(self.verify_at_once) * 1000
+
+    @property
+    def beyond_ms(self) -> float:
+        """Server CPU per login beyond the one argon2id verify it must do."""
+        return self.login.cpu_ms - self.verify_ms
+
+
+def deploy(stack: ExitStack, name: str, checkout: Checkout, size: str, residents: int, accounts: int,
+           database: str | None, args: argparse.Namespace) -> Deployment:
+    """Start the checkout's server on a seeded population, log citizens in and warm every path."""
+    server = stack.enter_context(checkout_server(checkout, name, args.workers,
+                                                 ensure_database(database) if database else None))
+    argon2 = check_code(server)
+    seed_population(server, residents, accounts)
+    portal = Portal(server, *register_client(server))
+    # The same citizens on both checkouts (the generator is seeded by the size), each used once as
+    # long as there are enough of them.
+    wanted = args.sessions + args.concurrency + args.rounds * args.logins
+    rng = random.Random(size)
+    order = rng.sample(range(accounts), min(wanted, accounts))
+    order += [rng.randrange(accounts) for _ in range(wanted - len(order))]
+    niks = [nik_of(i) for i in order]
+    print(f"{checkout.label}, {size}: logging {args.sessions} citizens in", file=sys.stderr, flush=True)
+    browsers = log_in_browsers(portal, niks[:args.sessions], args.concurrency)
+    logins = niks[args.sessions:]
+    refresh_phase(portal, browsers, args.concurrency, args.concurrency)  # warm the other paths
+    login_phase(server, logins[:args.concurrency], args.concurrency)
+    return Deployment(checkout, size, server, argon2, portal, browsers, logins[args.concurrency:])
+
+
+def rows(small: list[Deployment], large: list[Deployment], concurrency: int) -> list[Row]:
+    """The figures of each checkout (``small`` and ``large`` hold one deployment per checkout)."""
+    def row(figure: str, unit: str, of: list[Deployment], value: Callable[[Deployment], float],
+            target: Target | None = None) -> Row:
+        return Row(figure, unit, [value(d) for d in of], target)
+
+    argon2 = small[0].argon2
+    rss = Target(150, "≤ 150 MiB")
+    figures = [
+        row("server CPU per SSO flow", "ms", small, lambda d: d.sso.cpu_ms, Target(4, "≤ 4 ms")),
+        row("server CPU per refresh-token grant", "ms", small, lambda d: d.refresh.cpu_ms,
+            Target(2, "≤ 2 ms")),
+        row("server CPU per password login", "ms", small, lambda d: d.login.cpu_ms),
+        row(f"one argon2id verify ({argon2}), CPU here", "ms", small, lambda d: d.verify_ms),
+        row("login CPU beyond the verify", "ms", small, lambda d: d.beyond_ms),
+        row("login CPU beyond the verify, % of it", "%", small,
+            lambda d: d.beyond_ms / d.verify_ms * 100, Target(10, "≤ 10 %")),
+        row(f"one verify, CPU with {concurrency} at once", "ms", small, lambda d: d.verify_at_once_ms),
+        row("login CPU beyond that verify, % of it", "%", small,
+            lambda d: (d.login.cpu_ms - d.verify_at_once_ms) / d.verify_at_once_ms * 100),
+        row("SSO flow p50", "ms", small, lambda d: d.sso.p(50)),
+        row("SSO flow p99", "ms", small, lambda d: d.sso.p(99), Target(50, "≤ 50 ms")),
+        row("refresh grant p99", "ms", small, lambda d: d.refresh.p(99)),
+        row("login p99", "ms", small, lambda d: d.login.p(99)),
+        row("SSO flows per second", "/s", small, lambda d: d.sso.rate),
+        row("RSS per worker after the load (max)", "MiB", small, lambda d: d.rss, rss),
+        row("RSS per worker during SSO flows (max)", "MiB", small,
+            lambda d: max(d.sso.rss, d.refresh.rss), rss),
+        row("RSS per worker during logins (max)", "MiB", small, lambda d: d.login.rss, rss),
+    ]
+    if large:
+        pairs = list(zip(small, large, strict=True))
+        figures += [
+            row(f"SSO flow p99 at {large[0].size}", "ms", large, lambda d: d.sso.p(99)),
+            row(f"login p99 at {large[0].size}", "ms", large, lambda d: d.login.p(99)),
+            row(f"server CPU per SSO flow at {large[0].size}", "ms", large, lambda d: d.sso.cpu_ms),
+            row(f"server CPU per login at {large[0].size}", "ms", large, lambda d: d.login.cpu_ms),
+            Row("SSO flow p99, large ÷ small", "×", [b.sso.p(99) / a.sso.p(99) for a, b in pairs],
+                Target(1.10, "≤ 1.10×")),
+            Row("login p99, large ÷ small", "×", [b.login.p(99) / a.login.p(99) for a, b in pairs],
+                Target(1.10, "≤ 1.10×")),
+        ]
+    return figures
+
+
+def size_label(residents: int, accounts: int) -> str:
+    def short(n: int) -> str:
+        for unit, scale in (("M", 1_000_000), ("k", 1_000)):
+            if n >= scale and n % scale == 0:
+                return f"{n // scale} {unit}"
+        return str(n)
+
+    return f"{short(residents)} residents, {short(accounts)} accounts"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--compare", type=Path, metavar="PATH", help="another checkout to set beside")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--flows", type=int, default=400, help="SSO flows per server and round")
+    parser.add_argument("--refreshes", type=int, default=None, help="default: as many as --flows")
+    parser.add_argument("--logins", type=int, default=100, help="password logins per server and round")
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--sessions", type=int, default=32,
+                        help="citizens logged in for the SSO flows, one browser each")
+    parser.add_argument("--residents", type=int, default=10_000)
+    parser.add_argument("--accounts", type=int, default=1_000)
+    parser.add_argument("--scale", action="store_true", help="also on a kept 10 M-resident database")
+    parser.add_argument("--scale-residents", type=int, default=10_000_000)
+    parser.add_argument("--scale-accounts", type=int, default=1_000_000)
+    parser.add_argument("--scale-db", default="satuid_bench_scale",
+                        help="kept database of this checkout (the other's gets a suffix _other)")
+    args = parser.parse_args()
+    args.refreshes = args.refreshes or args.flows
+    if args.compare and not (args.compare / "idp" / "__init__.py").is_file():
+        parser.error(f"{args.compare} is not a checkout of this repository")
+
+    checkouts = [Checkout(ROOT, "this")]
+    if args.compare:
+        checkouts.append(Checkout(args.compare.resolve(), "other"))
+    small_size = size_label(args.residents, args.accounts)
+    large_size = size_label(args.scale_residents, args.scale_accounts)
+    with ExitStack() as stack:
+        small: list[Deployment] = []
+        large: list[Deployment] = []
+        for checkout in checkouts:
+            checkout.prepare()
+            small.append(deploy(stack, f"bench_{checkout.label}", checkout, small_size,
+                                args.residents, args.accounts, None, args))
+        if args.scale:
+            for checkout, suffix in zip(checkouts, ["", "_other"], strict=False):
+                large.append(deploy(stack, f"bench_{checkout.label}_scale", checkout, large_size,
+                                    args.scale_residents, args.scale_accounts, args.scale_db + suffix,
+                                    args))
+        alternate(args.rounds, small + large, lambda d: d.run_round(args))
+
+    print(f"\nmachine: {os.cpu_count()} cores; PostgreSQL + Redis, gunicorn {args.workers} workers x "
+          f"4 threads, {args.concurrency} concurrent users; {args.rounds} rounds of {args.flows} SSO "
+          f"flows, {args.refreshes} refresh grants and {args.logins} logins per server; "
+          f"{small_size}" + (f", and {large_size}" if large else ""))
+    for checkout in checkouts:
+        print(f"{checkout.label}: {checkout.root}")
+    for d in small + large:
+        print(f"\n{d}\n  SSO flows:      {d.sso.summary()}\n  refresh grants: {d.refresh.summary()}"
+              f"\n  logins:         {d.login.summary()}")
+    print()
+    print(table(rows(small, large, args.concurrency), [c.label for c in checkouts]))
+
+
+if __name__ == "__main__":
+    main()
