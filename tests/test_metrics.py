@@ -360,10 +360,9 @@ def _scans(engine: sa.Engine) -> dict[str, int]:
     return totals
 
 
+@pytest.mark.parametrize("idp", ["postgres"], indirect=True)  # PostgreSQL's statistics views
 def test_scraping_scans_no_citizen_audit_or_rating_table(idp: IdpServer,
                                                           citizens: list[dict[str, Any]]) -> None:
-    if idp.backend != "postgres":
-        pytest.skip("PostgreSQL's statistics views")
     engine = _admin(idp)
     try:
         _flush_statistics(engine)
