@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flask import current_app, has_request_context, request
-from sqlalchemy import bindparam, event, func, insert, select, text, update
+from sqlalchemy import Select, and_, bindparam, event, func, insert, or_, select, text, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -303,10 +303,16 @@ def _check_head(conn: Connection, tree: Tree, signer: Signer, newest: Any,
             raise TamperedLog(f"the tree signed at {size} is incomplete: {e}") from None
     if conn.execute(select(AuditEvent.id).where(AuditEvent.leaf_index >= head).limit(1)).first():
         raise TamperedLog(f"events claim leaf indexes at or beyond the signed size {head}")
-    planted = select(AuditNode.level).where(
-        (AuditNode.index + 1).op("<<")(AuditNode.level) > head).limit(1)
-    if conn.execute(planted).first():
+    if conn.execute(_nodes_beyond(head)).first():
         raise TamperedLog(f"stored subtrees reach beyond the signed size {head}")
+
+
+def _nodes_beyond(size: int) -> Select[int, int]:
+    """Stored subtrees that reach past leaf ``size``: one primary-key range per level, so the check
+    reads the tree's right edge, not the whole node table (it runs before every checkpoint)."""
+    edges = [and_(AuditNode.level == level, AuditNode.index >= size >> level)
+             for level in range(STORED_LEVEL, 63)]
+    return select(AuditNode.level, AuditNode.index).where(or_(*edges)).limit(1)
 
 
 def _fold(conn: Connection, head: int, rows: Sequence[Any]) -> int:
@@ -562,8 +568,7 @@ def _check_nodes(session: Session, size: int, chunk: int = 4096) -> str:
     """Each stored node above the bottom stored level is the hash of its two stored children (the
     bottom level was checked against the leaves), and none reaches beyond the tree. Read a chunk of
     parents and their children at a time: memory stays flat however large the log."""
-    beyond = session.execute(select(AuditNode.level, AuditNode.index).where(
-        (AuditNode.index + 1).op("<<")(AuditNode.level) > size).limit(1)).first()
+    beyond = session.execute(_nodes_beyond(size)).first()
     if beyond is not None:
         return f"stored subtree {beyond[0]}/{beyond[1]} reaches beyond the tree ({size} leaves)"
     level = STORED_LEVEL + 1

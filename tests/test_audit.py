@@ -514,3 +514,15 @@ def test_migration_refuses_a_broken_chain(kind: str, tmp_path: Path) -> None:
                 "0007_home_and_delivery"
             assert conn.execute(text("SELECT count(*) FROM audit_event")).scalar() == 3
         engine.dispose()
+
+
+def test_a_subtree_planted_past_the_tree_is_refused_and_reported(app: Flask) -> None:
+    write_events(app, 300, per_unit=100)
+    checkpoint(app)  # 300 leaves: the first 256-leaf block is stored, the second is not complete
+    with app.extensions["idp.engine"].begin() as conn:
+        conn.execute(AuditNode.__table__.insert().values(level=8, index=1, hash=b"\x00" * 32))
+    code, output = verify(app)
+    assert code == 1 and "stored subtree 8/1 reaches beyond the tree" in output
+    write_events(app, 1)
+    refused = app.test_cli_runner().invoke(args=["audit", "checkpoint"])
+    assert refused.exit_code == 1 and "beyond the signed size" in refused.output
