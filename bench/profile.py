@@ -59,6 +59,8 @@ class Traffic:
     sql: int = 0
     redis: int = 0
     redis_trips: int = 0
+    show: bool = False  # print each statement and command as it is sent
+    width: int = 160  # of each statement printed
 
     def __sub__(self, other: Traffic) -> Traffic:
         return Traffic(self.sql - other.sql, self.redis - other.redis, self.redis_trips - other.redis_trips)
@@ -72,8 +74,10 @@ def count_traffic() -> Traffic:
     holding its queued commands, plus MULTI and EXEC when it is a transaction)."""
     traffic = Traffic()
 
-    def statement(*_: Any) -> None:
+    def statement(_conn: Any, _cursor: Any, sql: str, *_: Any) -> None:
         traffic.sql += 1
+        if traffic.show:
+            print(f"    SQL    {' '.join(sql.split())[:traffic.width]}")
 
     event.listen(Engine, "before_cursor_execute", statement)
     command: Callable[..., Any] = redis.Redis.execute_command
@@ -82,12 +86,16 @@ def count_traffic() -> Traffic:
     def counted_command(self: redis.Redis, *args: Any, **options: Any) -> Any:
         traffic.redis += 1
         traffic.redis_trips += 1
+        if traffic.show:
+            print(f"    Redis  {args[0]}")
         return command(self, *args, **options)
 
     def counted_execute(self: redis.client.Pipeline, raise_on_error: bool = True) -> list[Any]:
         # The instance's flag (MULTI/EXEC around the batch), not the class's method of that name.
         traffic.redis += len(self.command_stack) + (2 if self.__dict__.get("transaction") else 0)
         traffic.redis_trips += 1
+        if traffic.show:
+            print(f"    Redis  pipeline: {' '.join(str(c[0][0]) for c in self.command_stack)}")
         return execute(self, raise_on_error)
 
     redis.Redis.execute_command = counted_command  # type: ignore[method-assign]
@@ -253,6 +261,12 @@ def main() -> None:
     parser.add_argument("--what", choices=["sso", "refresh", "login"], default="sso")
     parser.add_argument("--flows", type=int, default=200, help="units profiled")
     parser.add_argument("--out", type=Path, default=None, help="default: <what>.prof in a temp folder")
+    parser.add_argument("--show", action="store_true",
+                        help="print one unit's SQL statements and Redis commands, step by step")
+    parser.add_argument("--width", type=int, default=160, help="characters of each statement shown")
+    parser.add_argument("--cpu", action="store_true",
+                        help="profile CPU time (time.process_time) instead of wall time, so waits on "
+                             "PostgreSQL and Redis drop out")
     args = parser.parse_args()
     out = args.out or Path(tempfile.gettempdir()) / f"satuid-{args.what}.prof"
 
@@ -274,11 +288,17 @@ def main() -> None:
             prepare = login_steps(app, citizen.nik)
 
         run_units(5, prepare, traffic)  # warm caches, connections and lazy imports
+        if args.show:
+            traffic.show, traffic.width = True, args.width
+            for name, step in prepare():
+                print(f"  {name}:")
+                step()
+            traffic.show = False
         seen = run_units(min(args.flows, 50), prepare, traffic)
         print(f"\n{args.what}: SQL statements and Redis commands per step (mean), wall time unprofiled")
         print_steps(seen)
 
-        profiler = cProfile.Profile()
+        profiler = cProfile.Profile(time.process_time) if args.cpu else cProfile.Profile()
         run_units(args.flows, prepare, traffic, profiler)
         profiler.dump_stats(out)
         stats = pstats.Stats(profiler)

@@ -8,14 +8,19 @@ that fails half-way leaves nothing half-written. Commands and jobs use ``unit_of
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, cast
 
 from flask import Flask, Response, current_app, g, has_app_context
-from sqlalchemy import create_engine, event, text
+from sqlalchemy import create_engine, event, exc, text
 from sqlalchemy.engine import Connection, CursorResult, Engine, Result
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
+
+#: A pooled connection returned less than this many seconds ago is handed out without a ping.
+PING_AFTER_IDLE = 1.0
 
 
 def make_engine(url: str) -> Engine:
@@ -27,8 +32,10 @@ def make_engine(url: str) -> Engine:
         # Several gunicorn workers share the file: wait for the lock instead of failing.
         kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
     else:
-        kwargs.update(pool_pre_ping=True, pool_size=10, max_overflow=10)
+        kwargs.update(pool_size=10, max_overflow=10)
     engine = create_engine(url, **kwargs)
+    if not url.startswith("sqlite"):
+        _ping_idle_connections(engine)
     if url.startswith("sqlite"):
 
         @event.listens_for(engine, "connect")
@@ -42,6 +49,37 @@ def make_engine(url: str) -> Engine:
             cur.close()
 
     return engine
+
+
+def _ping_idle_connections(engine: Engine) -> None:
+    """Ping a pooled connection before use only when it has been idle (HikariCP's "alive bypass
+    window"), instead of SQLAlchemy's ``pool_pre_ping`` on every checkout: under load a request's
+    connection was returned a moment ago, and a ping would add a round trip to every request for
+    nothing. A connection that fails its ping is replaced (``DisconnectionError`` makes the pool
+    retry with a fresh one); one that dies within the window fails its request, as it would have
+    done between a ping and the first statement."""
+    returned = "satuid_returned_at"
+
+    @event.listens_for(engine, "connect")
+    def _connected(_dbapi_conn: Any, record: ConnectionPoolEntry) -> None:
+        record.info[returned] = time.monotonic()  # alive a moment ago
+
+    @event.listens_for(engine, "checkin")
+    def _returned(_dbapi_conn: Any, record: ConnectionPoolEntry) -> None:
+        record.info[returned] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checked_out(dbapi_conn: Any, record: ConnectionPoolEntry,
+                     _proxy: PoolProxiedConnection) -> None:
+        last = record.info.get(returned)
+        if last is not None and time.monotonic() - last < PING_AFTER_IDLE:
+            return
+        try:
+            alive = engine.dialect.do_ping(dbapi_conn)
+        except engine.dialect.loaded_dbapi.Error as e:
+            raise exc.DisconnectionError(f"pooled connection failed its ping: {type(e).__name__}") from e
+        if not alive:
+            raise exc.DisconnectionError("pooled connection failed its ping")
 
 
 def init_app(app: Flask) -> sessionmaker[Session]:

@@ -20,12 +20,12 @@ from authlib.oauth2.rfc9068 import JWTBearerTokenGenerator
 from flask import current_app
 from joserfc import jwt
 from joserfc.errors import JoseError
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 
 from idp import audit, revocation, state
 from idp.config import Settings
 from idp.db import get_session, rowcount
-from idp.models import Citizen, Client, Grant, Token
+from idp.models import Citizen, Client, Grant, Resident, Token
 from idp.models.base import secret_digest, utcnow
 from idp.oidc import clients, keys
 from idp.oidc.clients import AUTH_METHODS
@@ -74,24 +74,28 @@ def _unverified_claims(token: str) -> dict[str, Any]:
     return claims
 
 
-def save(token: dict[str, Any], context: dict[str, Any], client: Client, citizen: Citizen) -> Token:
-    """Persist an issued token pair; ``context`` holds the grant id and the authentication facts."""
+def save(token: dict[str, Any], context: dict[str, Any], client: Client, citizen: Citizen) -> None:
+    """Persist an issued token pair; ``context`` holds the grant id and the authentication facts.
+
+    A Core insert on the unit of work's connection, not an ORM object: nothing in the request reads
+    the row back, and the unit-of-work flush was a large share of the token endpoint's CPU."""
     claims = _unverified_claims(token["access_token"])
     now = utcnow()
-    row = Token(
-        grant_id=uuid.UUID(str(context["grant_id"])), client_id=client.client_id, citizen_id=citizen.id,
-        jti=claims["jti"], scope=token["scope"], claims_request=context.get("claims_request") or {},
-        auth_time=int(context["auth_time"]), acr=int(context["acr"]), amr=list(context["amr"]),
-        sid=context.get("sid"), issued_at=now,
-        access_expires_at=now + dt.timedelta(seconds=int(token["expires_in"])),
-    )
+    values: dict[str, Any] = {
+        "grant_id": uuid.UUID(str(context["grant_id"])), "client_id": client.client_id,
+        "citizen_id": citizen.id, "jti": claims["jti"], "scope": token["scope"],
+        "claims_request": context.get("claims_request") or {}, "auth_time": int(context["auth_time"]),
+        "acr": int(context["acr"]), "amr": list(context["amr"]), "sid": context.get("sid"),
+        "issued_at": now, "access_expires_at": now + dt.timedelta(seconds=int(token["expires_in"])),
+        "refresh_hash": None, "refresh_scope": None, "refresh_expires_at": None,
+    }
     if token.get("refresh_token"):
-        row.refresh_hash = secret_digest(token["refresh_token"])
         refresh_scope = context.get("refresh_scope")
-        row.refresh_scope = refresh_scope if refresh_scope not in (None, row.scope) else None
-        row.refresh_expires_at = now + dt.timedelta(seconds=_settings().refresh_token_lifetime)
-    get_session().add(row)
-    return row
+        values.update(
+            refresh_hash=secret_digest(token["refresh_token"]),
+            refresh_scope=refresh_scope if refresh_scope not in (None, token["scope"]) else None,
+            refresh_expires_at=now + dt.timedelta(seconds=_settings().refresh_token_lifetime))
+    get_session().connection().execute(insert(Token), values)
 
 
 def claim_refresh(row: Token) -> bool:
@@ -139,9 +143,12 @@ def retry_allowed(row: Token) -> bool:
 class IssuedToken(TokenMixin):
     """A token row seen as one kind of token (access or refresh), for Authlib's endpoints."""
 
-    def __init__(self, row: Token, kind: str) -> None:
+    def __init__(self, row: Token, kind: str, loaded: tuple[object, ...] = ()) -> None:
         self.row = row
         self.kind = kind
+        # Rows loaded with this one: held here because the session's identity map keeps only weak
+        # references, and ``Session.get`` finds them there only while something holds them.
+        self.loaded = loaded
         self.retrying = False  # a rotated refresh token answered once more (``retry_allowed``)
 
     @property
@@ -189,8 +196,21 @@ class IssuedToken(TokenMixin):
         return clients.find(get_session(), self.row.client_id)
 
 
-def find_access_token(value: str) -> IssuedToken | None:
-    """Verify an access token (signature, typ, iss, exp) and return its row, or None."""
+def _load_token(condition: Any, kind: str, resident: bool = False) -> IssuedToken | None:
+    """A token row with its grant and citizen (and, with ``resident``, the citizen's registry row)
+    in one statement: they land in the session's identity map, so the checks that follow
+    (``is_revoked``, ``get_user``, the claims) find them there instead of loading each again."""
+    query = (select(Token, Grant, Citizen).join(Grant, Grant.id == Token.grant_id)
+             .join(Citizen, Citizen.id == Token.citizen_id).where(condition))
+    if resident:
+        query = query.add_columns(Resident).outerjoin(Resident, Resident.nik == Citizen.nik)
+    row = get_session().execute(query).first()
+    return IssuedToken(row[0], kind, tuple(row[1:])) if row is not None else None
+
+
+def find_access_token(value: str, resident: bool = False) -> IssuedToken | None:
+    """Verify an access token (signature, typ, iss, exp) and return its row, or None; with
+    ``resident``, the citizen's registry row is loaded with it (for the claims of userinfo)."""
     if value.count(".") != 2 or len(value) > 4096:
         return None
     try:
@@ -207,15 +227,13 @@ def find_access_token(value: str) -> IssuedToken | None:
                               exp={"essential": True}, jti={"essential": True}).validate(decoded.claims)
     except (JoseError, ValueError):
         return None
-    row = get_session().scalar(select(Token).where(Token.jti == decoded.claims["jti"]))
-    return IssuedToken(row, "access_token") if row is not None else None
+    return _load_token(Token.jti == decoded.claims["jti"], "access_token", resident)
 
 
 def find_refresh_token(value: str) -> IssuedToken | None:
     if len(value) > 512:
         return None
-    row = get_session().scalar(select(Token).where(Token.refresh_hash == secret_digest(value)))
-    return IssuedToken(row, "refresh_token") if row is not None else None
+    return _load_token(Token.refresh_hash == secret_digest(value), "refresh_token")
 
 
 def find_token(value: str, hint: str | None) -> IssuedToken | None:

@@ -114,7 +114,8 @@ def authorize() -> Any:
     # What the session looked like when the request arrived: a login during this request shows as
     # a new session or a new authentication event (prompt=login and max_age are then satisfied).
     before = {"sid": current.sid, "auth_event": current.auth_event} if current else None
-    return _process(secrets.token_urlsafe(24), PendingAuthorization(params=params, before=before))
+    return _process(secrets.token_urlsafe(24), PendingAuthorization(params=params, before=before),
+                    kept=False)
 
 
 def _refuse(params: dict[str, str], error: str, description: str) -> Any:
@@ -158,10 +159,12 @@ def resume(rid: str) -> Any:
         metrics.authorization("error")
         return page(400, _("This login request has expired"),
                     _("Go back to the service and start again."))
-    return _process(rid, pending)
+    return _process(rid, pending, kept=True)
 
 
-def _process(rid: str, pending: PendingAuthorization) -> Any:
+def _process(rid: str, pending: PendingAuthorization, kept: bool) -> Any:
+    """Run the steps; ``kept`` when the request came back from a page, so the store holds it under
+    ``rid`` until it ends (a request that needed no page was never stored)."""
     params = pending.params
     try:
         grant = get_server().get_consent_grant(request=params, end_user=None)
@@ -171,9 +174,10 @@ def _process(rid: str, pending: PendingAuthorization) -> Any:
                                    error_description(error))
         return _error_page(error)
     try:
-        return _decide(rid, pending, grant)
+        return _decide(rid, pending, grant, kept)
     except AuthorizationFailure as failure:
-        state.pending_authorizations.delete(rid)
+        if kept:
+            state.pending_authorizations.delete(rid)
         return _redirect_error(grant.redirect_uri, params.get("state"), failure.error,
                                failure.description)
 
@@ -186,7 +190,7 @@ def _finished(rid: str, prompt: str) -> dict[str, Any]:
     return interaction.result
 
 
-def _decide(rid: str, pending: PendingAuthorization, grant: Any) -> Any:
+def _decide(rid: str, pending: PendingAuthorization, grant: Any, kept: bool) -> Any:
     params = pending.params
     client: Client = grant.request.client
     options = request_params.check(params)
@@ -267,7 +271,8 @@ def _decide(rid: str, pending: PendingAuthorization, grant: Any) -> Any:
     response = get_server().create_authorization_response(request=grant.request, grant_user=citizen,
                                                           grant=grant)
     sso_sessions.add_client(sso, client.client_id)
-    state.pending_authorizations.delete(rid)
+    if kept:
+        state.pending_authorizations.delete(rid)
     metrics.authorization("code")
     audit.append("authorization_code_issued", actor=f"citizen:{citizen.id}", citizen_id=citizen.id,
                  client_id=client.client_id, scopes=scopes, acr=sso.acr)

@@ -92,7 +92,7 @@ def userinfo() -> Response:
     value = header[7:].strip() if header[:7].lower() == "bearer " else request.form.get("access_token")
     if not value:
         return _bearer_error(401, "invalid_token", "An access token is required.")
-    issued = tokens.find_access_token(value)
+    issued = tokens.find_access_token(value, resident=True)
     if issued is None or issued.is_expired() or issued.is_revoked():
         return _bearer_error(401, "invalid_token", "The access token is not valid.")
     client, citizen = issued.get_client(), issued.get_user()
