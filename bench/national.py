@@ -22,9 +22,14 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import socket
 import statistics
+import subprocess
 import sys
+import tempfile
+import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,10 +46,12 @@ from harness import (
     alternate,
     check_code,
     checkout_server,
+    cpu_between,
     ensure_database,
     nik_of,
     register_client,
     seed_population,
+    server_cpu,
     table,
     worker_rss,
 )
@@ -230,6 +237,54 @@ def main() -> None:
               f"\n  logins:         {d.login.summary()}")
     print()
     print(table(rows(small, large, args.concurrency), [c.label for c in checkouts]))
+    floor = framework_floor(args.workers, args.concurrency) * 1000
+    print(f"\nfloor: a Flask view that returns \"ok\", on the same gunicorn and clients: {floor:.2f} ms "
+          f"of server CPU per request, {3 * floor:.2f} ms for the three requests of an SSO flow")
+
+
+FLOOR_APP = """from flask import Flask
+app = Flask(__name__)
+@app.get("/")
+def hello():
+    return "ok"
+"""
+
+
+def framework_floor(workers: int, concurrency: int, requests_each: int = 400) -> float:
+    """Server CPU per request of a Flask app that answers "ok", on the same gunicorn setting and
+    from as many keep-alive clients: what any request costs before SatuID does anything."""
+    with tempfile.TemporaryDirectory(prefix="satuid-floor-") as tmp, socket.socket() as probe:
+        Path(tmp, "floor.py").write_text(FLOOR_APP)
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+        probe.close()
+        server = subprocess.Popen(
+            [str(Path(sys.executable).parent / "gunicorn"), "--bind", f"127.0.0.1:{port}",
+             "--workers", str(workers), "--threads", "4", "floor:app"],
+            cwd=tmp, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            url = f"http://127.0.0.1:{port}/"
+            for _ in range(100):
+                try:
+                    requests.get(url, timeout=1)
+                    break
+                except requests.ConnectionError:
+                    time.sleep(0.1)
+
+            def client(_: int) -> None:
+                with requests.Session() as browser:
+                    for _ in range(requests_each):
+                        browser.get(url).raise_for_status()
+
+            with ThreadPoolExecutor(concurrency) as pool:
+                list(pool.map(client, range(concurrency)))  # warm up
+            before = server_cpu(server.pid)
+            with ThreadPoolExecutor(concurrency) as pool:
+                list(pool.map(client, range(concurrency)))
+            return cpu_between(before, server_cpu(server.pid)) / (concurrency * requests_each)
+        finally:
+            server.terminate()
+            server.wait()
 
 
 if __name__ == "__main__":

@@ -46,14 +46,12 @@ class Consent:
         return set(scopes) <= self.scopes and set(claims) <= self.claims
 
 
-def latest(session: Session, citizen_id: uuid.UUID, client_id: str) -> ConsentRecord | None:
-    return session.scalar(select(ConsentRecord).where(
-        ConsentRecord.citizen_id == citizen_id, ConsentRecord.client_id == client_id,
-    ).order_by(ConsentRecord.id.desc()).limit(1))
-
-
 def active(session: Session, citizen_id: uuid.UUID, client_id: str) -> Consent | None:
-    record = latest(session, citizen_id, client_id)
+    # The three columns of the latest record, not the ORM row: every silent sign-on asks this.
+    record = session.execute(select(ConsentRecord.action, ConsentRecord.scopes, ConsentRecord.claims)
+                             .where(ConsentRecord.citizen_id == citizen_id,
+                                    ConsentRecord.client_id == client_id)
+                             .order_by(ConsentRecord.id.desc()).limit(1)).first()
     if record is None or record.action == "withdrawn":
         return None
     return Consent(set(record.scopes), set(record.claims))
