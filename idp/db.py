@@ -54,10 +54,14 @@ def make_engine(url: str) -> Engine:
 def _ping_idle_connections(engine: Engine) -> None:
     """Ping a pooled connection before use only when it has been idle (HikariCP's "alive bypass
     window"), instead of SQLAlchemy's ``pool_pre_ping`` on every checkout: under load a request's
-    connection was returned a moment ago, and a ping would add a round trip to every request for
-    nothing. A connection that fails its ping is replaced (``DisconnectionError`` makes the pool
-    retry with a fresh one); one that dies within the window fails its request, as it would have
-    done between a ping and the first statement."""
+    connection was returned a moment ago, and a ping would add a round trip to every request.
+
+    A connection that fails its ping is replaced, and so is every other connection the pool made
+    before it (``InvalidatePoolError``): a restart or failover kills them all. On a busy worker no
+    connection sits idle long enough to be pinged, so after a restart the first statement of one
+    request fails instead; SQLAlchemy then recycles the whole pool, and that request answers 503
+    (``idp.errors``). Paths that spend something single-use (an authorization code) read the
+    database before they spend it, so a failure there leaves it for the retry."""
     returned = "satuid_returned_at"
 
     @event.listens_for(engine, "connect")
@@ -77,9 +81,10 @@ def _ping_idle_connections(engine: Engine) -> None:
         try:
             alive = engine.dialect.do_ping(dbapi_conn)
         except engine.dialect.loaded_dbapi.Error as e:
-            raise exc.DisconnectionError(f"pooled connection failed its ping: {type(e).__name__}") from e
+            raise exc.InvalidatePoolError(f"pooled connection failed its ping: {type(e).__name__}") \
+                from e
         if not alive:
-            raise exc.DisconnectionError("pooled connection failed its ping")
+            raise exc.InvalidatePoolError("pooled connection failed its ping")
 
 
 def init_app(app: Flask) -> sessionmaker[Session]:

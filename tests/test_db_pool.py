@@ -14,6 +14,8 @@ from sqlalchemy import text
 
 from idp import db
 from idp.db import engine_of
+from tests.conftest import Factory
+from tests.oidc_rp import Portal, register_portal
 
 pytestmark = pytest.mark.parametrize("backend", ["postgres"], indirect=True)
 
@@ -69,3 +71,58 @@ def test_idle_connection_is_pinged_and_replaced_when_dead(
     assert health.status_code == 200, health.get_data(as_text=True)
     assert pings  # the dead connection was pinged, failed, and a fresh one served the request
     assert not victims & _backend_pids(app)
+
+
+def _kill_connections(app: Flask) -> None:
+    """What a PostgreSQL restart does to the pool: every connection it holds is closed by the server."""
+    victims = _backend_pids(app)
+    url = engine_of(app).url.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(url, autocommit=True) as admin:
+        for pid in victims:
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+
+
+def test_a_code_survives_a_restart_between_requests(app: Flask, client: FlaskClient,
+                                                    factory: Factory,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a busy worker (no ping), the first statement after a restart fails: at the token endpoint
+    that happens before the code is spent, so the portal's retry gets its tokens and the grant is not
+    revoked as a replay."""
+    citizen = factory.citizen()
+    info = register_portal(app, client_id="portal-restart")
+    portal = Portal(client, info["client_id"], info["secret"], info["redirect_uri"])
+    code = portal.sign_in(citizen.nik, citizen.password)["code"]
+    monkeypatch.setattr(db, "PING_AFTER_IDLE", 3600.0)  # every connection counts as just returned
+    _kill_connections(app)
+    failed = portal.token(code)
+    assert failed.status_code == 503 and failed.get_json()["error"] == "temporarily_unavailable"
+    retried = portal.token(code)
+    assert retried.status_code == 200, retried.get_data(as_text=True)
+    with engine_of(app).connect() as conn:
+        revoked = conn.execute(text("SELECT count(*) FROM oidc_grant WHERE revoked_at IS NOT NULL")
+                               ).scalar_one()
+    assert revoked == 0
+
+
+def test_a_failure_at_commit_answers_503(app: Flask, client: FlaskClient, factory: Factory,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """A request whose first statement is its commit (the audit rows) still answers 503, not 500."""
+    citizen = factory.citizen()
+    info = register_portal(app, client_id="portal-commit")
+    portal = Portal(client, info["client_id"], info["secret"], info["redirect_uri"])
+    code = portal.sign_in(citizen.nik, citizen.password)["code"]
+    other = register_portal(app, client_id="portal-other")
+    unknown = client.post("/token", data={"grant_type": "authorization_code", "code": "unknown",
+                                          "redirect_uri": other["redirect_uri"],
+                                          "code_verifier": "x" * 43},
+                          auth=(other["client_id"], other["secret"]))
+    assert unknown.status_code == 400  # the portal is now in the worker's cache
+    app.config["PROPAGATE_EXCEPTIONS"] = False  # as in production: errors go to the handlers
+    monkeypatch.setattr(db, "PING_AFTER_IDLE", 3600.0)
+    _kill_connections(app)
+    # Another portal presenting this code: refused with an audit row, and no statement before it.
+    r = client.post("/token", data={"grant_type": "authorization_code", "code": code,
+                                    "redirect_uri": other["redirect_uri"], "code_verifier": "x" * 43},
+                    auth=(other["client_id"], other["secret"]))
+    assert r.status_code == 503, r.get_data(as_text=True)
+    assert r.get_json()["error"] == "temporarily_unavailable"

@@ -20,7 +20,7 @@ from authlib.oidc.core import OpenIDCode
 from authlib.oidc.core.grants.util import create_half_hash
 from flask import current_app
 from joserfc import jwt
-from sqlalchemy import and_, insert, select, true
+from sqlalchemy import insert, select
 
 from idp import audit, revocation, state
 from idp.auth import loa
@@ -129,6 +129,10 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
             # cannot be used to burn the owner's code or revoke its grant.
             audit.append("code_wrong_client", client_id=client.client_id, grant_id=owner.grant_id)
             return None
+        if owner is not None:
+            # Read the database before spending the code: a connection that died (a restart)
+            # fails the request here, and the portal's retry still finds its code.
+            self._loaded = _grant_and_citizen(uuid.UUID(owner.grant_id))
         issued = state.codes.take(digest)
         if issued is None:
             if owner is not None:
@@ -147,14 +151,23 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         """Nothing to do: the store's take-once already removed it."""
 
     def authenticate_user(self, authorization_code: AuthorizationCode) -> Citizen | None:
-        # The grant and the citizen in one statement (each is one row by primary key).
-        row = get_session().execute(select(Grant, Citizen).join(Citizen, and_(
-            Citizen.id == uuid.UUID(authorization_code["citizen_id"]), true())).where(
-            Grant.id == uuid.UUID(authorization_code["grant_id"]))).first()
-        if row is None or row[0].revoked_at is not None:
+        grant_id = uuid.UUID(authorization_code["grant_id"])
+        loaded = getattr(self, "_loaded", None)
+        if loaded is None or loaded[0].id != grant_id:
+            loaded = _grant_and_citizen(grant_id)
+        if loaded is None:
             return None
-        citizen: Citizen = row[1]
+        grant, citizen = loaded
+        if grant.revoked_at is not None or str(citizen.id) != authorization_code["citizen_id"]:
+            return None
         return citizen
+
+
+def _grant_and_citizen(grant_id: uuid.UUID) -> tuple[Grant, Citizen] | None:
+    """A grant and its citizen, in one statement."""
+    row = get_session().execute(select(Grant, Citizen).join(Citizen, Citizen.id == Grant.citizen_id)
+                                .where(Grant.id == grant_id)).first()
+    return (row[0], row[1]) if row is not None else None
 
 
 class RefreshTokenGrant(grants.RefreshTokenGrant):
