@@ -10,10 +10,9 @@ import base64
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-from alembic import command
-from alembic.config import Config
 from flask import Flask, current_app
 from flask.cli import AppGroup
 
@@ -28,8 +27,15 @@ store_cli = AppGroup("store", help="Short-lived state.")
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
+# Alembic (with Mako and Pygments, some 9 MiB of a process) is imported where a migration runs, not
+# by every web worker that builds the app and so lists these commands.
+if TYPE_CHECKING:
+    from alembic.config import Config
+
 
 def alembic_config(url: str) -> Config:
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
@@ -40,6 +46,8 @@ def alembic_config(url: str) -> Config:
 @click.argument("revision", default="head")
 def db_upgrade(revision: str) -> None:
     """Apply migrations up to REVISION (default: head)."""
+    from alembic import command
+
     command.upgrade(alembic_config(current_app.config["IDP"].database_url), revision)
     click.echo(f"database at {revision}")
 
@@ -49,6 +57,8 @@ def db_upgrade(revision: str) -> None:
 @click.option("--autogenerate/--empty", default=True)
 def db_revision(message: str, autogenerate: bool) -> None:
     """Write a new migration (developers)."""
+    from alembic import command
+
     command.revision(
         alembic_config(current_app.config["IDP"].database_url), message=message,
         autogenerate=autogenerate,

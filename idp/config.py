@@ -54,6 +54,10 @@ class Settings:
     argon2_time_cost: int
     argon2_memory_cost: int  # KiB
     argon2_parallelism: int
+    # Hashes and verifies running at once in one process (each holds argon2_memory_cost while it
+    # runs), and how long a request waits for a free one before it is answered 503.
+    argon2_concurrency: int
+    argon2_wait_seconds: int
     session_idle_seconds: int
     session_absolute_seconds: int
     login_max_failures: int
@@ -144,6 +148,8 @@ def load_settings(overrides: dict[str, str] | None = None) -> Settings:
         argon2_time_cost=number("ARGON2_TIME_COST", 3),
         argon2_memory_cost=number("ARGON2_MEMORY_COST", 65536),
         argon2_parallelism=number("ARGON2_PARALLELISM", 1),
+        argon2_concurrency=number("ARGON2_CONCURRENCY", 1),
+        argon2_wait_seconds=number("ARGON2_WAIT_SECONDS", 10),
         session_idle_seconds=number("SESSION_IDLE_SECONDS", 30 * 60),
         session_absolute_seconds=number("SESSION_ABSOLUTE_SECONDS", 12 * 3600),
         login_max_failures=number("LOGIN_MAX_FAILURES", 5),
@@ -176,6 +182,10 @@ def load_settings(overrides: dict[str, str] | None = None) -> Settings:
         audit_key_file=optional("AUDIT_KEY_FILE"),
         audit_verifier_key=optional("AUDIT_VERIFIER_KEY"),
     )
+    if settings.argon2_concurrency < 1:
+        raise ConfigError("IDP_ARGON2_CONCURRENCY must be at least 1")
+    if settings.argon2_wait_seconds < 0:
+        raise ConfigError("IDP_ARGON2_WAIT_SECONDS must not be negative")
     if environment == "production":
         _check_production(settings, env)
     return settings

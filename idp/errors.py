@@ -14,7 +14,7 @@ import sqlalchemy.exc
 from flask import Flask, Response, jsonify, make_response, render_template, request
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, InternalServerError
 
 from idp import db
 
@@ -48,18 +48,30 @@ UNAVAILABLE: tuple[type[Exception], ...] = (
 RETRY_AFTER = "30"
 
 
-def unavailable() -> Response:
-    """503 while PostgreSQL or Redis cannot be reached: OAuth JSON at the API, a page elsewhere."""
+class Busy(Exception):
+    """This process has no capacity left for the request's costly work (argon2 hashing) within the
+    time a request may wait for it. Nothing about the request is wrong: answered 503 with a short
+    Retry-After, as an outage is, and the work queued behind it finishes meanwhile."""
+
+
+BUSY_RETRY_AFTER = "5"
+
+
+def unavailable(title: str | None = None, message: str | None = None,
+                retry_after: str = RETRY_AFTER) -> Response:
+    """503 while PostgreSQL or Redis cannot be reached (or, with its own page, while ``Busy``):
+    OAuth JSON at the API, a page elsewhere."""
     if _wants_json():
         response = jsonify(error="temporarily_unavailable",
                            error_description="The service is temporarily unavailable; retry later.")
         response.headers["Cache-Control"] = "no-store"
     else:
-        response = make_response(page(503, _("SatuID is temporarily unavailable"),
-                                      _("We could not reach part of our system. Your data is safe and "
-                                        "nothing was changed. Please try again in a minute.")))
+        response = make_response(page(
+            503, title or _("SatuID is temporarily unavailable"),
+            message or _("We could not reach part of our system. Your data is safe and nothing was "
+                         "changed. Please try again in a minute.")))
     response.status_code = 503
-    response.headers["Retry-After"] = RETRY_AFTER
+    response.headers["Retry-After"] = retry_after
     return response
 
 
@@ -68,6 +80,15 @@ def outage(e: Exception) -> Response:
     discard_quietly()
     log.warning("dependency unavailable on %s %s: %s", request.method, request.path, type(e).__name__)
     return unavailable()
+
+
+def busy(e: Busy) -> Response:
+    """Log that work queued too long (no request values) and answer 503."""
+    discard_quietly()
+    log.warning("busy on %s %s: %s", request.method, request.path, e)
+    return unavailable(_("SatuID is busy right now"),
+                       _("Many people are using SatuID at this moment. Nothing was changed. Please "
+                         "try again in a few seconds."), retry_after=BUSY_RETRY_AFTER)
 
 
 def discard_quietly() -> None:
@@ -80,6 +101,7 @@ def discard_quietly() -> None:
 def init_app(app: Flask) -> None:
     for kind in UNAVAILABLE:
         app.register_error_handler(kind, outage)
+    app.register_error_handler(Busy, busy)
 
     @app.errorhandler(CSRFError)
     def _csrf(_e: CSRFError) -> tuple[str, int]:
@@ -92,6 +114,10 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def _http(e: HTTPException) -> Response | tuple[str, int]:
+        # An error raised while the response was finalised (the request's commit, in
+        # ``after_request``) arrives wrapped in a 500 instead of through its own handler.
+        if isinstance(e, InternalServerError) and isinstance(e.original_exception, UNAVAILABLE):
+            return outage(e.original_exception)
         discard_quietly()  # a request answered with an error changes nothing
         if _wants_json():
             name = "invalid_request" if e.code == 400 else (e.name or "error").lower().replace(" ", "_")
@@ -124,6 +150,8 @@ def init_app(app: Flask) -> None:
             return _http(e)
         if isinstance(e, UNAVAILABLE):
             return outage(e)
+        if isinstance(e, Busy):
+            return busy(e)
         discard_quietly()
         log.exception("unhandled error on %s %s", request.method, request.path)
         if _wants_json():

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
 import pytest
+from argon2 import PasswordHasher
 from flask import Flask
 
 from idp.identity import passwords
 from idp.identity.passwords import common_passwords, is_common, password_problem
+from tests.conftest import AuthActions, Factory, make_app
+
+PHRASE = "gunung rinjani berkabut pagi"
 
 
 def test_common_list_is_a_real_list_with_indonesian_passwords() -> None:
@@ -56,3 +66,128 @@ def test_hash_is_argon2id_and_verifies(app: Flask) -> None:
         assert not passwords.verify_password(stored, "gunung rinjani berkabut sore")
         assert not passwords.verify_password("not a hash", "x")
         assert not passwords.needs_rehash(stored)
+
+
+# ---- how many hashes and verifies a process runs at once -----------------------------------------
+
+@pytest.fixture
+def app_with(backend: dict[str, str]) -> Iterator[Callable[..., Flask]]:
+    """Apps on this backend with some ``IDP_*`` settings changed: ``app_with(ARGON2_CONCURRENCY=2)``."""
+    made: list[Flask] = []
+
+    def make(**settings: int) -> Flask:
+        app = make_app({**backend, **{f"IDP_{name}": str(value) for name, value in settings.items()}})
+        made.append(app)
+        return app
+
+    yield make
+    for app in made:
+        app.extensions["idp.engine"].dispose()
+
+
+class HasherWatch:
+    """Counts how many of argon2-cffi's ``hash`` and ``verify`` calls run at the same moment; each
+    call lingers a little first, so that threads which could overlap do."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, linger: float = 0.05) -> None:
+        self.calls = self.inside = self.most = 0
+        self.linger = linger
+        self._lock = threading.Lock()
+        for name in ("hash", "verify"):
+            monkeypatch.setattr(PasswordHasher, name, self._watched(getattr(PasswordHasher, name)))
+
+    def _watched(self, original: Callable[..., Any]) -> Callable[..., Any]:
+        def watched(hasher: PasswordHasher, *args: Any) -> Any:
+            with self._lock:
+                self.calls += 1
+                self.inside += 1
+                self.most = max(self.most, self.inside)
+            try:
+                time.sleep(self.linger)
+                return original(hasher, *args)
+            finally:
+                with self._lock:
+                    self.inside -= 1
+
+        return watched
+
+
+def at_once(app: Flask, work: Sequence[Callable[[], object]]) -> list[object]:
+    """Each piece of work in its own thread (as gunicorn's threads run requests), all let go together."""
+    start = threading.Barrier(len(work))
+
+    def run(piece: Callable[[], object]) -> object:
+        with app.app_context():
+            start.wait(timeout=10)
+            return piece()
+
+    with ThreadPoolExecutor(len(work)) as pool:
+        return list(pool.map(run, work))
+
+
+def test_a_process_hashes_one_password_at_a_time_by_default(
+        app_with: Callable[..., Flask], monkeypatch: pytest.MonkeyPatch) -> None:
+    app = app_with()
+    assert app.config["IDP"].argon2_concurrency == 1
+    with app.app_context():
+        stored = passwords.hash_password(PHRASE)
+    watch = HasherWatch(monkeypatch)
+    # Logins with the right and a wrong password, an unknown NIK's dummy check, a new password.
+    work: list[Callable[[], object]] = [
+        lambda: passwords.verify_password(stored, PHRASE),
+        lambda: passwords.verify_password(stored, "gunung rinjani berkabut sore"),
+        passwords.burn_time,
+        lambda: passwords.hash_password("sayang kucing oranye di atap"),
+    ] * 2
+    results = at_once(app, work)
+    assert watch.calls >= len(work) and watch.most == 1
+    assert results[0] is True and results[1] is False
+
+
+def test_the_cap_follows_the_setting(app_with: Callable[..., Flask],
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    app = app_with(ARGON2_CONCURRENCY=2)
+    with app.app_context():
+        stored = passwords.hash_password(PHRASE)
+    watch = HasherWatch(monkeypatch, linger=0.2)
+    results = at_once(app, [lambda: passwords.verify_password(stored, PHRASE)] * 6)
+    assert results == [True] * 6
+    assert watch.most == 2
+
+
+def test_a_login_that_cannot_get_a_slot_in_time_gets_the_busy_page(
+        app_with: Callable[..., Flask], monkeypatch: pytest.MonkeyPatch) -> None:
+    app = app_with(ARGON2_WAIT_SECONDS=0)
+    factory = Factory(app)
+    citizen, stranger = factory.citizen(), factory.resident()
+    # Another thread of the worker is hashing a new password and holds the only slot.
+    hashing, finish = threading.Event(), threading.Event()
+    original = PasswordHasher.hash
+
+    def slow_hash(hasher: PasswordHasher, password: str | bytes, **kwargs: Any) -> str:
+        hashing.set()
+        finish.wait(10)
+        return original(hasher, password, **kwargs)
+
+    monkeypatch.setattr(PasswordHasher, "hash", slow_hash)
+
+    def change_password() -> None:
+        with app.app_context():
+            passwords.hash_password("sayang kucing oranye di atap")
+
+    other = threading.Thread(target=change_password)
+    other.start()
+    auth = AuthActions(app.test_client())
+    try:
+        assert hashing.wait(10)
+        # A registered NIK and an unknown one get the same answer, in either language.
+        for nik, lang, title in ((citizen.nik, "id", "SatuID sedang sibuk"),
+                                 (stranger.nik, "en", "SatuID is busy right now")):
+            r = auth.login(nik, citizen.password, query_string={"lang": lang})
+            assert r.status_code == 503 and r.mimetype == "text/html"
+            assert r.headers["Retry-After"] == "5"
+            assert title in r.get_data(as_text=True)
+    finally:
+        finish.set()
+        other.join()
+    assert auth.login(citizen.nik, citizen.password).status_code == 302

@@ -1,14 +1,27 @@
-"""Password hashing (argon2id) and the password policy (NIST SP 800-63B §5.1.1.2)."""
+"""Password hashing (argon2id) and the password policy (NIST SP 800-63B §5.1.1.2).
+
+Each hash or verify fills ``IDP_ARGON2_MEMORY_COST`` of memory while it runs, so a process runs at
+most ``IDP_ARGON2_CONCURRENCY`` of them at once: a burst of logins queues for the slots instead of
+growing every worker by a block per thread. Whoever waits longer than ``IDP_ARGON2_WAIT_SECONDS``
+gets ``errors.Busy`` (a 503 page), not an answer about the password.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import string
+import threading
+from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from flask import current_app
+
+from idp.config import Settings
+from idp.errors import Busy
 
 MIN_LENGTH = 12
 MAX_LENGTH = 128
@@ -19,37 +32,72 @@ def _hasher(time_cost: int, memory_cost: int, parallelism: int) -> PasswordHashe
     return PasswordHasher(time_cost=time_cost, memory_cost=memory_cost, parallelism=parallelism)
 
 
-def hasher() -> PasswordHasher:
-    s = current_app.config["IDP"]
+def _settings() -> Settings:
+    settings: Settings = current_app.config["IDP"]
+    return settings
+
+
+def _current_hasher() -> PasswordHasher:
+    s = _settings()
     return _hasher(s.argon2_time_cost, s.argon2_memory_cost, s.argon2_parallelism)
 
 
+#: The slots of each process, made on first use there: keyed by process id, so a process forked
+#: from one that had hashed (a preloaded app) never shares its parent's count.
+_slots: dict[tuple[int, int], threading.BoundedSemaphore] = {}
+
+
+def _slots_of_this_process(size: int) -> threading.BoundedSemaphore:
+    key = (os.getpid(), size)
+    slots = _slots.get(key)
+    if slots is None:
+        # setdefault is atomic: threads racing here all get the one semaphore stored first.
+        slots = _slots.setdefault(key, threading.BoundedSemaphore(size))
+    return slots
+
+
+@contextlib.contextmanager
+def _slot() -> Iterator[PasswordHasher]:
+    """Hold one of this process's argon2 slots while hashing with today's parameters."""
+    s = _settings()
+    slots = _slots_of_this_process(s.argon2_concurrency)
+    if not slots.acquire(timeout=s.argon2_wait_seconds):
+        raise Busy(f"no argon2 slot free within {s.argon2_wait_seconds} s")
+    try:
+        yield _current_hasher()
+    finally:
+        slots.release()
+
+
 def hash_password(password: str) -> str:
-    return hasher().hash(password)
+    with _slot() as hasher:
+        return hasher.hash(password)
 
 
 def verify_password(stored_hash: str, password: str) -> bool:
     try:
-        return hasher().verify(stored_hash, password)
+        with _slot() as hasher:
+            return hasher.verify(stored_hash, password)
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         return False
 
 
 def needs_rehash(stored_hash: str) -> bool:
     """True when the hash was made with other parameters than today's (rehash on next login)."""
-    return hasher().check_needs_rehash(stored_hash)
+    return _current_hasher().check_needs_rehash(stored_hash)
 
 
 # A dummy hash to verify against when the NIK is unknown, so timing does not reveal registration.
 @cache
-def _dummy_hash(time_cost: int, memory_cost: int, parallelism: int) -> str:
-    return _hasher(time_cost, memory_cost, parallelism).hash("satuid-timing-equaliser")
+def _dummy_hash(hasher: PasswordHasher) -> str:
+    return hasher.hash("satuid-timing-equaliser")
 
 
 def burn_time() -> None:
-    s = current_app.config["IDP"]
-    verify_password(_dummy_hash(s.argon2_time_cost, s.argon2_memory_cost, s.argon2_parallelism),
-                    "not-the-password")
+    """The cost of a real check, queued for the same slots: neither the time taken nor a busy
+    answer tells an unknown NIK from a registered one."""
+    with _slot() as hasher, contextlib.suppress(VerifyMismatchError):
+        hasher.verify(_dummy_hash(hasher), "not-the-password")
 
 
 @cache

@@ -15,6 +15,7 @@ import math
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cache
 
 from idp.identity import nik as nikmod
 
@@ -127,19 +128,6 @@ def _ddmmyy(day: dt.date, day_offset: int = 0) -> str:
     return f"{day.day + day_offset:02d}{day.month:02d}{day.year % 100:02d}"
 
 
-# Generating ten million residents in Python is the slow side of seeding, so every string a row is
-# made of is built once here, and a row is a few table look-ups joined into one COPY text line.
-# None of these strings holds a tab, newline or backslash, which COPY text would need escaped.
-_BIRTH_DAYS = [BIRTH_FROM + dt.timedelta(days=d) for d in range(_DAYS)]
-_ISO_DATES = tuple(day.isoformat() for day in _BIRTH_DAYS)
-_NIK_DATES = tuple(tuple(_ddmmyy(day, nikmod.WOMEN_DAY_OFFSET if sex == "F" else 0)
-                         for day in _BIRTH_DAYS) for sex in nikmod.SEXES)
-_STREETS = tuple(f"{street} No. {number}" for street in STREETS for number in range(1, 200))
-_RT_RW = tuple(f" RT {rt:03d} RW {rw:03d}" for rt in range(1, 16) for rw in range(1, 12))
-_KK_ISSUED = tuple(_ddmmyy(dt.date(2005, 1, 1) + dt.timedelta(days=d)) for d in range(7000))
-_KK_SERIALS = tuple(f"{n:04d}" for n in range(1, 10_000))
-
-
 def _full_names(region: Region, sex: str) -> tuple[str, ...]:
     if region.province == "Bali":
         return tuple(f"{title} {given}" for title in (BALI_FEMALE if sex == "F" else BALI_MALE)
@@ -159,12 +147,42 @@ class _RegionText:
     tail: str  # district, regency, province and the line's end
 
 
-_TEXT = tuple(
-    _RegionText(region.code, tuple(_full_names(region, sex) for sex in nikmod.SEXES),
-                (region.birth_place,) * 56 + tuple(r.birth_place for r in REGIONS),
-                tuple(f"{village}\t{postal}" for village, postal in region.villages),
-                f"{region.district}\t{region.regency}\t{region.province}\n")
-    for region in REGIONS)
+@dataclass(frozen=True)
+class _Pieces:
+    """Every string a row is made of."""
+
+    iso_dates: tuple[str, ...]  # birth dates, by day since BIRTH_FROM
+    nik_dates: tuple[tuple[str, ...], ...]  # the NIK's DDMMYY, by sex in ``nikmod.SEXES`` order
+    streets: tuple[str, ...]
+    rt_rw: tuple[str, ...]
+    kk_issued: tuple[str, ...]
+    kk_serials: tuple[str, ...]
+    regions: tuple[_RegionText, ...]  # in ``REGIONS`` order
+
+
+# Generating ten million residents in Python is the slow side of seeding, so every string a row is
+# made of is built once, and a row is a few table look-ups joined into one COPY text line. Once on
+# first use, not at import: every web worker imports this module (the demo seeders are part of the
+# app) and never makes a resident, and the tables take some 9 MiB.
+# None of these strings holds a tab, newline or backslash, which COPY text would need escaped.
+@cache
+def _pieces() -> _Pieces:
+    birth_days = [BIRTH_FROM + dt.timedelta(days=d) for d in range(_DAYS)]
+    return _Pieces(
+        iso_dates=tuple(day.isoformat() for day in birth_days),
+        nik_dates=tuple(tuple(_ddmmyy(day, nikmod.WOMEN_DAY_OFFSET if sex == "F" else 0)
+                              for day in birth_days) for sex in nikmod.SEXES),
+        streets=tuple(f"{street} No. {number}" for street in STREETS for number in range(1, 200)),
+        rt_rw=tuple(f" RT {rt:03d} RW {rw:03d}" for rt in range(1, 16) for rw in range(1, 12)),
+        kk_issued=tuple(_ddmmyy(dt.date(2005, 1, 1) + dt.timedelta(days=d)) for d in range(7000)),
+        kk_serials=tuple(f"{n:04d}" for n in range(1, 10_000)),
+        regions=tuple(
+            _RegionText(region.code, tuple(_full_names(region, sex) for sex in nikmod.SEXES),
+                        (region.birth_place,) * 56 + tuple(r.birth_place for r in REGIONS),
+                        tuple(f"{village}\t{postal}" for village, postal in region.villages),
+                        f"{region.district}\t{region.regency}\t{region.province}\n")
+            for region in REGIONS),
+    )
 
 
 def family_card_number(rng: random.Random, region_code: str) -> str:
@@ -184,7 +202,7 @@ def nik_of(index: int) -> str:
     block, position = divmod(index, _COMBINATIONS)
     rest, r = divmod(position * _STRIDE % _COMBINATIONS, len(REGIONS))
     day, s = divmod(rest, 2)
-    return f"{REGIONS[r].code}{_NIK_DATES[s][day]}{FIRST_SYNTHETIC_SERIAL + block}"
+    return f"{REGIONS[r].code}{_pieces().nik_dates[s][day]}{FIRST_SYNTHETIC_SERIAL + block}"
 
 
 def bench_email(index: int) -> str:
@@ -210,8 +228,11 @@ def _block_lines(block_start: int, first: int, last: int) -> Iterator[str]:
     draw = random.Random(f"satuid-resident-block-{block_start // BATCH}").getrandbits
     for _ in range(first - block_start):
         draw(80)
-    regions, n_regions, sexes, iso, nik_dates = _TEXT, len(_TEXT), nikmod.SEXES, _ISO_DATES, _NIK_DATES
-    streets, rt_rw, kk_issued, kk_serials = _STREETS, _RT_RW, _KK_ISSUED, _KK_SERIALS
+    pieces = _pieces()
+    regions, n_regions, sexes = pieces.regions, len(pieces.regions), nikmod.SEXES
+    iso, nik_dates = pieces.iso_dates, pieces.nik_dates
+    streets, rt_rw, kk_issued, kk_serials = (pieces.streets, pieces.rt_rw, pieces.kk_issued,
+                                             pieces.kk_serials)
     n_streets, n_rt_rw, n_issued, n_serials = len(streets), len(rt_rw), len(kk_issued), len(kk_serials)
     for index in range(first, last):
         # The NIK as in nik_of (inlined: this loop runs ten million times).
