@@ -58,6 +58,7 @@ class Settings:
     # runs), and how long a request waits for a free one before it is answered 503.
     argon2_concurrency: int
     argon2_wait_seconds: int
+    db_ping_after_idle_ms: int  # a pooled connection idle this long is pinged before use
     session_idle_seconds: int
     session_absolute_seconds: int
     login_max_failures: int
@@ -150,6 +151,7 @@ def load_settings(overrides: dict[str, str] | None = None) -> Settings:
         argon2_parallelism=number("ARGON2_PARALLELISM", 1),
         argon2_concurrency=number("ARGON2_CONCURRENCY", 1),
         argon2_wait_seconds=number("ARGON2_WAIT_SECONDS", 10),
+        db_ping_after_idle_ms=number("DB_PING_AFTER_IDLE_MS", 1000),
         session_idle_seconds=number("SESSION_IDLE_SECONDS", 30 * 60),
         session_absolute_seconds=number("SESSION_ABSOLUTE_SECONDS", 12 * 3600),
         login_max_failures=number("LOGIN_MAX_FAILURES", 5),
@@ -184,6 +186,8 @@ def load_settings(overrides: dict[str, str] | None = None) -> Settings:
     )
     if settings.argon2_concurrency < 1:
         raise ConfigError("IDP_ARGON2_CONCURRENCY must be at least 1")
+    if settings.db_ping_after_idle_ms < 0:
+        raise ConfigError("IDP_DB_PING_AFTER_IDLE_MS must not be negative")
     if settings.argon2_wait_seconds < 0:
         raise ConfigError("IDP_ARGON2_WAIT_SECONDS must not be negative")
     if environment == "production":

@@ -19,11 +19,12 @@ from sqlalchemy.engine import Connection, CursorResult, Engine, Result
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 
-#: A pooled connection returned less than this many seconds ago is handed out without a ping.
+#: A pooled connection returned less than this many seconds ago is handed out without a ping
+#: (``IDP_DB_PING_AFTER_IDLE_MS``; 0 pings on every checkout, as ``pool_pre_ping`` does).
 PING_AFTER_IDLE = 1.0
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, ping_after_idle: float = PING_AFTER_IDLE) -> Engine:
     kwargs: dict[str, Any] = {}
     # Statement parameters (a NIK, a phone number, a message with a code) never appear in an
     # exception's text, and so never in a logged traceback.
@@ -35,7 +36,7 @@ def make_engine(url: str) -> Engine:
         kwargs.update(pool_size=10, max_overflow=10)
     engine = create_engine(url, **kwargs)
     if not url.startswith("sqlite"):
-        _ping_idle_connections(engine)
+        _ping_idle_connections(engine, ping_after_idle)
     if url.startswith("sqlite"):
 
         @event.listens_for(engine, "connect")
@@ -51,7 +52,7 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
-def _ping_idle_connections(engine: Engine) -> None:
+def _ping_idle_connections(engine: Engine, window: float) -> None:
     """Ping a pooled connection before use only when it has been idle (HikariCP's "alive bypass
     window"), instead of SQLAlchemy's ``pool_pre_ping`` on every checkout: under load a request's
     connection was returned a moment ago, and a ping would add a round trip to every request.
@@ -76,7 +77,7 @@ def _ping_idle_connections(engine: Engine) -> None:
     def _checked_out(dbapi_conn: Any, record: ConnectionPoolEntry,
                      _proxy: PoolProxiedConnection) -> None:
         last = record.info.get(returned)
-        if last is not None and time.monotonic() - last < PING_AFTER_IDLE:
+        if last is not None and time.monotonic() - last < window:
             return
         try:
             alive = engine.dialect.do_ping(dbapi_conn)
@@ -88,7 +89,8 @@ def _ping_idle_connections(engine: Engine) -> None:
 
 
 def init_app(app: Flask) -> sessionmaker[Session]:
-    engine = make_engine(app.config["IDP"].database_url)
+    settings = app.config["IDP"]
+    engine = make_engine(settings.database_url, settings.db_ping_after_idle_ms / 1000)
     maker = sessionmaker(engine, expire_on_commit=False)
     # What the work queued for its commit (audit rows, back-channel logouts, after_commit callbacks)
     # goes with a rollback.

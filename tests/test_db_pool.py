@@ -12,16 +12,32 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import text
 
-from idp import db
 from idp.db import engine_of
-from tests.conftest import Factory
+from tests.conftest import Factory, make_app
 from tests.oidc_rp import Portal, register_portal
 
 pytestmark = pytest.mark.parametrize("backend", ["postgres"], indirect=True)
 
 
+def _with_window(backend: dict[str, str], ms: int) -> Iterator[Flask]:
+    app = make_app({**backend, "IDP_DB_PING_AFTER_IDLE_MS": str(ms)}, TESTING=True)
+    yield app
+    engine_of(app).dispose()
+
+
 @pytest.fixture
-def pings(app: Flask, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
+def always_ping(backend: dict[str, str]) -> Iterator[Flask]:
+    """An app whose pool pings every connection it hands out (as ``pool_pre_ping``)."""
+    yield from _with_window(backend, 0)
+
+
+@pytest.fixture
+def never_ping(backend: dict[str, str]) -> Iterator[Flask]:
+    """An app whose pool takes every connection for just returned: a busy worker's."""
+    yield from _with_window(backend, 3_600_000)
+
+
+def count_pings(app: Flask, monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Counts the dialect's pings (the real ones run)."""
     dialect = engine_of(app).dialect
     seen: list[int] = []
@@ -32,7 +48,7 @@ def pings(app: Flask, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
         return real(dbapi_conn)
 
     monkeypatch.setattr(dialect, "do_ping", counted)
-    yield seen
+    return seen
 
 
 def _backend_pids(app: Flask) -> set[int]:
@@ -47,7 +63,9 @@ def _backend_pids(app: Flask) -> set[int]:
     return {row[0] for row in rows}
 
 
-def test_busy_connections_skip_the_ping(app: Flask, client: FlaskClient, pings: list[int]) -> None:
+def test_busy_connections_skip_the_ping(app: Flask, client: FlaskClient,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    pings = count_pings(app, monkeypatch)
     assert client.get("/.well-known/openid-configuration").status_code == 200
     client.get("/healthz")  # opens the pool's connection
     pings.clear()
@@ -57,7 +75,8 @@ def test_busy_connections_skip_the_ping(app: Flask, client: FlaskClient, pings: 
 
 
 def test_idle_connection_is_pinged_and_replaced_when_dead(
-        app: Flask, client: FlaskClient, pings: list[int], monkeypatch: pytest.MonkeyPatch) -> None:
+        always_ping: Flask, monkeypatch: pytest.MonkeyPatch) -> None:
+    app, client = always_ping, always_ping.test_client()
     assert client.get("/healthz").status_code == 200
     victims = _backend_pids(app)
     assert victims
@@ -65,8 +84,7 @@ def test_idle_connection_is_pinged_and_replaced_when_dead(
     with psycopg.connect(url, autocommit=True) as admin:
         for pid in victims:
             admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
-    monkeypatch.setattr(db, "PING_AFTER_IDLE", 0.0)  # every pooled connection counts as idle
-    pings.clear()
+    pings = count_pings(app, monkeypatch)
     health = client.get("/healthz")
     assert health.status_code == 200, health.get_data(as_text=True)
     assert pings  # the dead connection was pinged, failed, and a fresh one served the request
@@ -82,17 +100,15 @@ def _kill_connections(app: Flask) -> None:
             admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
 
 
-def test_a_code_survives_a_restart_between_requests(app: Flask, client: FlaskClient,
-                                                    factory: Factory,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_code_survives_a_restart_between_requests(never_ping: Flask) -> None:
     """On a busy worker (no ping), the first statement after a restart fails: at the token endpoint
     that happens before the code is spent, so the portal's retry gets its tokens and the grant is not
     revoked as a replay."""
-    citizen = factory.citizen()
+    app, client = never_ping, never_ping.test_client()
+    citizen = Factory(app).citizen()
     info = register_portal(app, client_id="portal-restart")
     portal = Portal(client, info["client_id"], info["secret"], info["redirect_uri"])
     code = portal.sign_in(citizen.nik, citizen.password)["code"]
-    monkeypatch.setattr(db, "PING_AFTER_IDLE", 3600.0)  # every connection counts as just returned
     _kill_connections(app)
     failed = portal.token(code)
     assert failed.status_code == 503 and failed.get_json()["error"] == "temporarily_unavailable"
@@ -104,10 +120,10 @@ def test_a_code_survives_a_restart_between_requests(app: Flask, client: FlaskCli
     assert revoked == 0
 
 
-def test_a_failure_at_commit_answers_503(app: Flask, client: FlaskClient, factory: Factory,
-                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failure_at_commit_answers_503(never_ping: Flask) -> None:
     """A request whose first statement is its commit (the audit rows) still answers 503, not 500."""
-    citizen = factory.citizen()
+    app, client = never_ping, never_ping.test_client()
+    citizen = Factory(app).citizen()
     info = register_portal(app, client_id="portal-commit")
     portal = Portal(client, info["client_id"], info["secret"], info["redirect_uri"])
     code = portal.sign_in(citizen.nik, citizen.password)["code"]
@@ -118,7 +134,6 @@ def test_a_failure_at_commit_answers_503(app: Flask, client: FlaskClient, factor
                           auth=(other["client_id"], other["secret"]))
     assert unknown.status_code == 400  # the portal is now in the worker's cache
     app.config["PROPAGATE_EXCEPTIONS"] = False  # as in production: errors go to the handlers
-    monkeypatch.setattr(db, "PING_AFTER_IDLE", 3600.0)
     _kill_connections(app)
     # Another portal presenting this code: refused with an audit row, and no statement before it.
     r = client.post("/token", data={"grant_type": "authorization_code", "code": code,
