@@ -11,10 +11,10 @@ export IDP_ISSUER ?= http://127.0.0.1:$(IDP_PORT)
 
 .PHONY: install browser demo test lint typecheck lock bench clean
 
-# Exact versions with hashes from requirements.txt; pyproject.toml keeps the ranges.
-$(VENV)/.installed: requirements.txt pyproject.toml
+# Exact versions with hashes from requirements.lock; pyproject.toml keeps the ranges.
+$(VENV)/.installed: requirements.lock pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --require-hashes -r requirements.txt
+	$(PY) -m pip install -q --require-hashes -r requirements.lock
 	$(PY) -m pip install -q --no-deps -e .
 	touch $@
 
@@ -22,7 +22,7 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 lock:
 	test -x $(VENV)/bin/uv || { test -x $(PY) || $(PYTHON) -m venv $(VENV); $(PY) -m pip install -q uv; }
 	$(VENV)/bin/uv pip compile pyproject.toml --extra dev --generate-hashes --python-version 3.11 \
-	  --upgrade -o requirements.txt
+	  --upgrade -o requirements.lock
 
 install: $(VENV)/.installed
 	$(PY) -m idp.i18n compile
