@@ -75,17 +75,23 @@ def unavailable(title: str | None = None, message: str | None = None,
     return response
 
 
+def _route() -> str:
+    """The request's route pattern for a log line, not its path: a path can carry a secret (the
+    token of a password-reset or enrolment link)."""
+    return request.url_rule.rule if request.url_rule is not None else "(no route)"
+
+
 def outage(e: Exception) -> Response:
     """Log a dependency failure briefly (no secrets, no request values) and answer 503."""
     discard_quietly()
-    log.warning("dependency unavailable on %s %s: %s", request.method, request.path, type(e).__name__)
+    log.warning("dependency unavailable on %s %s: %s", request.method, _route(), type(e).__name__)
     return unavailable()
 
 
 def busy(e: Busy) -> Response:
     """Log that work queued too long (no request values) and answer 503."""
     discard_quietly()
-    log.warning("busy on %s %s: %s", request.method, request.path, e)
+    log.warning("busy on %s %s: %s", request.method, _route(), e)
     return unavailable(_("SatuID is busy right now"),
                        _("Many people are using SatuID at this moment. Nothing was changed. Please "
                          "try again in a few seconds."), retry_after=BUSY_RETRY_AFTER)
@@ -153,7 +159,7 @@ def init_app(app: Flask) -> None:
         if isinstance(e, Busy):
             return busy(e)
         discard_quietly()
-        log.exception("unhandled error on %s %s", request.method, request.path)
+        log.exception("unhandled error on %s %s", request.method, _route())
         if _wants_json():
             resp = jsonify(error="server_error", error_description="internal error")
             resp.status_code = 500

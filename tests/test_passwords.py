@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -15,6 +16,7 @@ from flask import Flask
 from idp.identity import passwords
 from idp.identity.passwords import common_passwords, is_common, password_problem
 from tests.conftest import AuthActions, Factory, make_app
+from tests.test_login import reset_link
 
 PHRASE = "gunung rinjani berkabut pagi"
 
@@ -191,3 +193,28 @@ def test_a_login_that_cannot_get_a_slot_in_time_gets_the_busy_page(
         finish.set()
         other.join()
     assert auth.login(citizen.nik, citizen.password).status_code == 302
+
+
+def test_a_busy_password_reset_keeps_its_link_and_never_logs_it(
+        app_with: Callable[..., Flask], monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    app = app_with(ARGON2_WAIT_SECONDS=0)
+    citizen = Factory(app).citizen()
+    anonymous = AuthActions(app.test_client())
+    assert anonymous.form("/password/forgot", {"nik": citizen.nik}).status_code == 200
+    path = reset_link(app, citizen.email)
+    token = path.rsplit("/", 1)[1]
+    new_password = "mangga muda di halaman"
+    with app.app_context():
+        slots = passwords._slots_of_this_process(app.config["IDP"].argon2_concurrency)
+    assert slots.acquire(timeout=5)  # another thread of the worker holds the only slot
+    try:
+        with caplog.at_level(logging.WARNING):
+            busy = anonymous.form(path, {"password": new_password, "confirm": new_password})
+        assert busy.status_code == 503
+    finally:
+        slots.release()
+    assert token not in caplog.text and "busy on POST /password/reset/<token>" in caplog.text
+    # The link was not spent by the busy answer: the citizen's second try sets the password.
+    assert anonymous.form(path, {"password": new_password, "confirm": new_password}).status_code == 302
+    assert AuthActions(app.test_client()).login(citizen.nik, new_password).status_code == 302

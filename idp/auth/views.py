@@ -224,10 +224,12 @@ def reset_password(token: str) -> Any:
     if problem:
         form.password.errors = [PASSWORD_PROBLEMS[problem]]
         return render_template("auth/reset.html", form=form), 400
+    # Hash first: a busy answer (no argon2 slot free) leaves the link usable for another try.
+    new_hash = passwords.hash_password(form.password.data or "")
     # Take the token only now, atomically: a second submission of the same link fails.
     if codes.redeem_link(codes.PASSWORD_RESET, token) != subject:
         return render_template("auth/reset_invalid.html"), 400
-    citizen.password_hash = passwords.hash_password(form.password.data or "")
+    citizen.password_hash = new_hash
     citizen.touch_password()
     with force_locale(citizen.locale):
         outbox.notify_citizen(
