@@ -96,6 +96,9 @@ def test_each_release_is_linked_to_its_audit_event_and_the_citizen_can_prove_it(
     assert app.test_cli_runner().invoke(args=["audit", "checkpoint"]).exit_code == 0
     page = client.get("/account/activity?lang=en").get_data(as_text=True)
     assert re.search(rf'href="/account/activity/{release_id}/proof"', page)
+    assert "Download proof" in page and "data protection authority" in page  # said in plain words
+    halaman = client.get("/account/activity?lang=id").get_data(as_text=True)
+    assert "Unduh bukti" in halaman and "otoritas pelindungan data" in halaman
     download = client.get(f"/account/activity/{release_id}/proof")
     assert download.status_code == 200 and "attachment" in download.headers["Content-Disposition"]
     proof = json.loads(download.get_data(as_text=True))

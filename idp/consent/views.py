@@ -123,8 +123,8 @@ def release_proof(release_id: int) -> Any:
     proof = (audit.inclusion_proof(session, release.audit_event_id, release.released_at)
              if release.audit_event_id else None)
     if proof is None:
-        flash(_("The proof for this release is not ready yet: the log signs new records every few "
-                "seconds. Try again in a minute."), "info")
+        flash(_("The proof for this record is not ready yet. SatuID adds new records to its signed "
+                "log every few seconds. Try again in a minute."), "info")
         return redirect(url_for("consent.activity"))
     event = json.loads(proof.leaf)  # what the log holds, not the activity table's copy
     body = json.dumps({"release": {"id": release.id, "client_id": event["client_id"],
