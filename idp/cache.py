@@ -107,7 +107,3 @@ class Cache(Generic[K, V]):
                     self._values = {}
                 self._values[key] = value
         return value
-
-    def clear(self) -> None:
-        with self._lock:
-            self._values, self._mark = {}, None

@@ -37,7 +37,7 @@ def make_engine(url: str, ping_after_idle: float = PING_AFTER_IDLE) -> Engine:
     engine = create_engine(url, **kwargs)
     if not url.startswith("sqlite"):
         _ping_idle_connections(engine, ping_after_idle)
-    if url.startswith("sqlite"):
+    else:
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

@@ -16,7 +16,6 @@ import functools
 import json
 import math
 import random
-import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -75,8 +74,6 @@ def _cluster_client(url: str) -> Callable[[], RedisCluster]:
     return what connects to it later. Each address is a startup node: one reachable node is enough,
     the client learns the others (and every change of masters) from the cluster itself. Options are
     redis-py's URL options (``rediss+cluster://`` for TLS)."""
-    if tuple(int(n) for n in re.findall(r"\d+", redis.__version__)[:2]) < (6, 1):
-        raise ConfigError("a Redis Cluster needs redis-py 6.1 or later (MULTI/EXEC on one slot)")
     parts = urlsplit(url)
     userinfo, _, hosts = parts.netloc.rpartition("@")
     addresses = [h.strip() for h in hosts.split(",") if h.strip()]

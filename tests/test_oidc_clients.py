@@ -39,7 +39,9 @@ def test_clients_create_refuses_bad_input(app) -> None:
     runner = app.test_cli_runner()
     for extra in (["--redirect-uri", "http://evil.example/cb"], ["--redirect-uri", "https://a.example/cb",
                                                                   "--scope", "admin"],
-                  ["--redirect-uri", "https://a.example/cb", "--auth-method", "private_key_jwt"]):
+                  ["--redirect-uri", "https://a.example/cb", "--auth-method", "private_key_jwt"],
+                  # The portal's logo is shown on SatuID's pages: checked like every other URI.
+                  ["--redirect-uri", "https://a.example/cb", "--logo-uri", "javascript:alert(1)"]):
         result = runner.invoke(args=["clients", "create", "--name", "X", *extra])
         assert result.exit_code != 0 and "Error" in result.output
 

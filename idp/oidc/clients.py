@@ -64,6 +64,10 @@ def _load(client_id: str) -> Client | None:
         return own.get(Client, client_id)
 
 
+#: Single URIs a portal may register besides its redirect URIs; each is checked as ``_check_uri``.
+OPTIONAL_URIS = ("backchannel_logout_uri", "initiate_login_uri", "complaint_uri", "logo_uri")
+
+
 def _check_uri(uri: str) -> None:
     parts = urlsplit(uri)
     if parts.scheme not in ("https", "http") or not parts.hostname or parts.fragment:
@@ -79,7 +83,7 @@ def register(session: Session, *, name: str, redirect_uris: list[str], client_id
         raise ClientError("at least one redirect URI is required")
     for uri in [*redirect_uris, *fields.get("post_logout_redirect_uris", [])]:
         _check_uri(uri)
-    for uri_field in ("backchannel_logout_uri", "initiate_login_uri", "complaint_uri"):
+    for uri_field in OPTIONAL_URIS:
         if fields.get(uri_field):
             _check_uri(fields[uri_field])
     check_life_events(fields.get("life_events", []))
@@ -125,7 +129,7 @@ def update(client: Client, **fields: Any) -> list[str]:
         raise ClientError("at least one redirect URI is required")
     for uri in [*fields.get("redirect_uris", []), *fields.get("post_logout_redirect_uris", [])]:
         _check_uri(uri)
-    for name in ("backchannel_logout_uri", "initiate_login_uri", "complaint_uri", "logo_uri"):
+    for name in OPTIONAL_URIS:
         if fields.get(name):
             _check_uri(fields[name])
         elif name in fields:

@@ -11,7 +11,7 @@ import json
 import secrets
 import time
 import uuid
-from typing import Any
+from typing import Any, cast
 
 from authlib.oauth2.rfc6749 import TokenMixin
 from authlib.oauth2.rfc7009 import RevocationEndpoint
@@ -143,12 +143,15 @@ def retry_allowed(row: Token) -> bool:
 class IssuedToken(TokenMixin):
     """A token row seen as one kind of token (access or refresh), for Authlib's endpoints."""
 
-    def __init__(self, row: Token, kind: str, loaded: tuple[object, ...] = ()) -> None:
+    def __init__(self, row: Token, kind: str, grant: Grant, citizen: Citizen,
+                 resident: Resident | None = None) -> None:
         self.row = row
         self.kind = kind
-        # Rows loaded with this one: held here because the session's identity map keeps only weak
-        # references, and ``Session.get`` finds them there only while something holds them.
-        self.loaded = loaded
+        self.grant = grant
+        self.citizen = citizen
+        # Held so that the claims' ``session.get(Resident, nik)`` finds it in the session's
+        # identity map, which keeps only weak references.
+        self.resident = resident
         self.retrying = False  # a rotated refresh token answered once more (``retry_allowed``)
 
     @property
@@ -185,11 +188,10 @@ class IssuedToken(TokenMixin):
         if own:
             return True
         # A token saved just after its grant was revoked (a race with revoke_grant) is dead too.
-        grant = get_session().get(Grant, self.row.grant_id)
-        return grant is None or grant.revoked_at is not None
+        return self.grant.revoked_at is not None
 
     def get_user(self) -> Citizen | None:
-        return get_session().get(Citizen, self.row.citizen_id)
+        return self.citizen
 
     def get_client(self) -> Client | None:
         """The portal, if still active (from the worker's cache of clients)."""
@@ -198,14 +200,16 @@ class IssuedToken(TokenMixin):
 
 def _load_token(condition: Any, kind: str, resident: bool = False) -> IssuedToken | None:
     """A token row with its grant and citizen (and, with ``resident``, the citizen's registry row)
-    in one statement: they land in the session's identity map, so the checks that follow
-    (``is_revoked``, ``get_user``, the claims) find them there instead of loading each again."""
+    in one statement, for the checks that follow (``is_revoked``, ``get_user``, the claims) instead
+    of a statement each. A token whose grant or citizen is gone is not found."""
     query = (select(Token, Grant, Citizen).join(Grant, Grant.id == Token.grant_id)
              .join(Citizen, Citizen.id == Token.citizen_id).where(condition))
     if resident:
         query = query.add_columns(Resident).outerjoin(Resident, Resident.nik == Citizen.nik)
     row = get_session().execute(query).first()
-    return IssuedToken(row[0], kind, tuple(row[1:])) if row is not None else None
+    if row is None:
+        return None
+    return IssuedToken(row[0], kind, row[1], row[2], cast(Resident | None, row[-1]) if resident else None)
 
 
 def find_access_token(value: str, resident: bool = False) -> IssuedToken | None:
