@@ -106,7 +106,9 @@ def audit_key() -> None:
 @click.option("--forever", is_flag=True, help="Keep folding new events (a service's command).")
 @click.option("--interval", type=click.FloatRange(min=0.1), default=1.0, show_default=True,
               help="Seconds between passes with --forever when nothing is waiting.")
-@click.option("--batch", type=click.IntRange(min=1), default=50_000, show_default=True,
+# At most 60,000: a pass checks the batch's ids in one statement, and PostgreSQL takes 65,535
+# parameters in one.
+@click.option("--batch", type=click.IntRange(min=1, max=60_000), default=50_000, show_default=True,
               help="Most events folded into one checkpoint.")
 def audit_checkpoint(forever: bool, interval: float, batch: int) -> None:
     """Fold new events into the Merkle tree and sign a checkpoint; with --forever, keep doing so.
