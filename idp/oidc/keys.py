@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from flask import current_app
 from joserfc.jwk import ECKey, KeySet, RSAKey
-from sqlalchemy import select, update
+from sqlalchemy import Select, select, update
 from sqlalchemy.orm import Session
 
 from idp.cache import Cache
@@ -132,20 +132,30 @@ class _Published:
     public_jwk: dict[str, Any]
 
 
-_current: Cache[str, str] = Cache()          # alg -> kid of the current key
-_rows: Cache[str, _Published] = Cache()      # kid -> published key row
-_set: Cache[str, list[_Published]] = Cache()  # "all" -> every next, current and retired key
+#: The states in which a key is published (a retired one until its tokens have expired).
+PUBLISHED = ("next", "current", "retired")
+
+# Every published key row, the one thing a worker caches of keys: the current kid of each algorithm
+# and the row of any kid a token names are read from it (a made-up kid costs no query).
+_set: Cache[str, list[_Published]] = Cache()
 
 
-def _current_kid(alg: str) -> str | None:
+def _published_query() -> Select[SigningKey]:
+    return select(SigningKey).where(SigningKey.state.in_(PUBLISHED)).order_by(SigningKey.created_at)
+
+
+def _published_rows(_key: str) -> list[_Published]:
     with Session(get_engine()) as own:
-        return own.scalar(select(SigningKey.kid).where(SigningKey.alg == alg,
-                                                       SigningKey.state == "current"))
+        return [_snapshot(r) for r in own.scalars(_published_query())]
+
+
+def _cached_rows() -> list[_Published]:
+    return _set.get("all", _published_rows) or []
 
 
 def signing_key(session: Session, alg: str = "RS256") -> RSAKey | ECKey:
     """The current private key for ``alg`` (its JWK carries ``kid``)."""
-    kid = _current.get(alg, _current_kid)
+    kid = next((r.kid for r in _cached_rows() if r.alg == alg and r.state == "current"), None)
     if kid is None:
         ensure_keys(session)
         kid = session.scalar(select(SigningKey.kid).where(SigningKey.alg == alg,
@@ -165,16 +175,9 @@ def _snapshot(row: SigningKey) -> _Published:
     return _Published(row.kid, row.alg, row.state, row.retired_at, dict(row.public_jwk))
 
 
-def _published_rows(_key: str) -> list[_Published]:
-    with Session(get_engine()) as own:
-        rows = own.scalars(select(SigningKey).where(SigningKey.state.in_(("next", "current", "retired")))
-                           .order_by(SigningKey.created_at))
-        return [_snapshot(r) for r in rows]
-
-
 def _still_published(row: _Published) -> bool:
     """Next and current keys are; a retired one until every token it signed has expired."""
-    if row.state not in ("next", "current", "retired"):
+    if row.state not in PUBLISHED:
         return False
     cutoff = utcnow() - dt.timedelta(seconds=_longest_lifetime())
     return row.state != "retired" or (row.retired_at is not None and row.retired_at >= cutoff)
@@ -182,12 +185,10 @@ def _still_published(row: _Published) -> bool:
 
 def published(session: Session) -> list[dict[str, Any]]:
     """Public JWKs of every key a relying party may meet: next, current and recently retired."""
-    rows = _set.get("all", _published_rows) or []
+    rows = _cached_rows()
     if len({(r.alg, r.state) for r in rows if r.state != "retired"}) < 2 * len(ALGORITHMS):
         ensure_keys(session)  # a fresh install: made in this unit of work, cached after it commits
-        rows = [_snapshot(r) for r in session.scalars(
-            select(SigningKey).where(SigningKey.state.in_(("next", "current", "retired")))
-            .order_by(SigningKey.created_at))]
+        rows = [_snapshot(r) for r in session.scalars(_published_query())]
     return [r.public_jwk for r in rows if _still_published(r)]
 
 
@@ -198,15 +199,9 @@ def public_key_set(session: Session) -> KeySet:
 _public_cache: dict[str, RSAKey | ECKey] = {}
 
 
-def _row(kid: str) -> _Published | None:
-    with Session(get_engine()) as own:
-        row = own.get(SigningKey, kid)
-        return _snapshot(row) if row is not None else None
-
-
 def verification_key(session: Session, kid: str) -> RSAKey | ECKey | None:
     """The published public key with this ``kid`` (from this worker's cache of key rows)."""
-    row = _rows.get(kid, _row) if kid and len(kid) <= 64 else None
+    row = next((r for r in _cached_rows() if r.kid == kid), None) if kid else None
     if row is None or not _still_published(row):
         return None
     key = _public_cache.get(kid)
