@@ -10,7 +10,7 @@ import uuid
 from dataclasses import dataclass
 
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from idp import audit, revocation
@@ -46,12 +46,16 @@ class Consent:
         return set(scopes) <= self.scopes and set(claims) <= self.claims
 
 
+# The three columns of the latest record, not the ORM row, in a statement built once: every silent
+# sign-on asks this.
+_LATEST = (select(ConsentRecord.action, ConsentRecord.scopes, ConsentRecord.claims)
+           .where(ConsentRecord.citizen_id == bindparam("citizen_id"),
+                  ConsentRecord.client_id == bindparam("client_id"))
+           .order_by(ConsentRecord.id.desc()).limit(1))
+
+
 def active(session: Session, citizen_id: uuid.UUID, client_id: str) -> Consent | None:
-    # The three columns of the latest record, not the ORM row: every silent sign-on asks this.
-    record = session.execute(select(ConsentRecord.action, ConsentRecord.scopes, ConsentRecord.claims)
-                             .where(ConsentRecord.citizen_id == citizen_id,
-                                    ConsentRecord.client_id == client_id)
-                             .order_by(ConsentRecord.id.desc()).limit(1)).first()
+    record = session.execute(_LATEST, {"citizen_id": citizen_id, "client_id": client_id}).first()
     if record is None or record.action == "withdrawn":
         return None
     return Consent(set(record.scopes), set(record.claims))

@@ -20,7 +20,7 @@ from authlib.oidc.core import OpenIDCode
 from authlib.oidc.core.grants.util import create_half_hash
 from flask import current_app
 from joserfc import jwt
-from sqlalchemy import insert, select
+from sqlalchemy import bindparam, insert, select
 
 from idp import audit, revocation, state
 from idp.auth import loa
@@ -163,10 +163,13 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         return citizen
 
 
+_GRANT_AND_CITIZEN = (select(Grant, Citizen).join(Citizen, Citizen.id == Grant.citizen_id)
+                      .where(Grant.id == bindparam("grant_id")))  # built once
+
+
 def _grant_and_citizen(grant_id: uuid.UUID) -> tuple[Grant, Citizen] | None:
     """A grant and its citizen, in one statement."""
-    row = get_session().execute(select(Grant, Citizen).join(Citizen, Citizen.id == Grant.citizen_id)
-                                .where(Grant.id == grant_id)).first()
+    row = get_session().execute(_GRANT_AND_CITIZEN, {"grant_id": grant_id}).first()
     return (row[0], row[1]) if row is not None else None
 
 
