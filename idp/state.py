@@ -132,6 +132,25 @@ class MemberSet(_Kind):
         return self.store.members(self.key(*parts))
 
 
+def _together(kinds: tuple[_Kind, ...]) -> None:
+    # One command may touch one slot only on a Redis Cluster: the kinds must share the tag.
+    if not all(kind.hash_tag for kind in kinds):
+        raise ValueError("only kinds with hash_tag=True are read or deleted together")
+
+
+def delete_together(kinds: tuple[_Kind, ...], *parts: str) -> None:
+    """Delete the records of ``kinds`` under the same ``parts`` with one command (a TOGETHER group,
+    below: the keys share a slot)."""
+    _together(kinds)
+    get_store().delete(*(kind.key(*parts) for kind in kinds))
+
+
+def remaining_together(kinds: tuple[_Kind, ...], *parts: str) -> list[int]:
+    """``remaining`` of each of ``kinds`` under the same ``parts``, in one round trip."""
+    _together(kinds)
+    return get_store().ttls(*(kind.key(*parts) for kind in kinds))
+
+
 # ---- value types ---------------------------------------------------------------------------------
 
 @dataclass
@@ -318,9 +337,9 @@ INTERACTION_TTL = 30 * 60  # long enough to register an account in the middle of
 # script may touch the keys of one slot only. Every store call today touches a single key, so any
 # key may live anywhere. The groups marked TOGETHER below are kept in one slot all the same
 # (``hash_tag=True``: the parts, the subject they share, are the tag): they are read and written
-# together in one decision, and are the first candidates for one multi-key operation (a throttle's
-# failures, wait and lock ended by one DEL, or counted and locked by one script). A new multi-key
-# operation must stay inside one such group.
+# together in one decision: a throttle's lock and wait are read in one round trip
+# (``remaining_together``) and its failures, wait and lock ended by one DEL (``delete_together``).
+# A new multi-key operation must stay inside one such group.
 #
 # Kept apart on purpose, each in its old shape:
 #   - an SSO session (``sso``, by the cookie's hash) and its ``sso-sid``/``sso-rps`` (by sid) and

@@ -44,12 +44,17 @@ class Store(Protocol):
     def take(self, key: str) -> dict[str, Any] | None:
         """Return and delete the value atomically: of two concurrent callers only one gets it."""
         ...
-    def delete(self, key: str) -> None: ...
+    def delete(self, *keys: str) -> None:
+        """Delete every key given, in one command (on a cluster, keys of one slot: ``idp.state``)."""
+        ...
     def incr(self, key: str, ttl: int) -> int:
         """Add one to a counter that expires ``ttl`` seconds after its first increment."""
         ...
     def ttl(self, key: str) -> int:
         """Seconds left before the key expires, 0 when absent."""
+        ...
+    def ttls(self, *keys: str) -> list[int]:
+        """``ttl`` of each key, in one round trip."""
         ...
     def add_member(self, key: str, member: str, ttl: int) -> None: ...
     def remove_member(self, key: str, member: str) -> None: ...
@@ -117,6 +122,12 @@ def _outages_as_connection_errors(method: Callable[P, R]) -> Callable[P, R]:
     return call
 
 
+def _seconds_left(ms: int) -> int:
+    """PTTL's answer in whole seconds, rounded up (0.4 s left is still "wait"); -1/-2 (no expiry,
+    no key) read as 0."""
+    return max(0, -(-ms // 1000))
+
+
 class RedisStore:
     """The store on one Redis server or on a Redis Cluster (chosen by the URL's scheme).
 
@@ -167,8 +178,8 @@ class RedisStore:
         return json.loads(raw) if raw is not None else None
 
     @_outages_as_connection_errors
-    def delete(self, key: str) -> None:
-        self.client.delete(self._k(key))
+    def delete(self, *keys: str) -> None:
+        self.client.delete(*(self._k(key) for key in keys))
 
     # incr and add_member send several commands, in one MULTI/EXEC on their one key (so one slot):
     # otherwise the key could expire between SET NX EX and INCR, and INCR would bring it back
@@ -183,8 +194,14 @@ class RedisStore:
 
     @_outages_as_connection_errors
     def ttl(self, key: str) -> int:
-        ms = int(self.client.pttl(self._k(key)))
-        return max(0, -(-ms // 1000))  # round up: 0.4 s left is still "wait"
+        return _seconds_left(int(self.client.pttl(self._k(key))))
+
+    @_outages_as_connection_errors
+    def ttls(self, *keys: str) -> list[int]:
+        pipe = self.client.pipeline(transaction=False)
+        for key in keys:
+            pipe.pttl(self._k(key))
+        return [_seconds_left(int(ms)) for ms in pipe.execute()]
 
     @_outages_as_connection_errors
     def add_member(self, key: str, member: str, ttl: int) -> None:
@@ -297,9 +314,9 @@ class DatabaseStore:
         value: dict[str, Any] = json.loads(row.value)
         return value
 
-    def delete(self, key: str) -> None:
+    def delete(self, *keys: str) -> None:
         with self._begin() as conn:
-            conn.execute(delete(StoreEntry).where(StoreEntry.key == key))
+            conn.execute(delete(StoreEntry).where(StoreEntry.key.in_(keys)))
 
     def incr(self, key: str, ttl: int) -> int:
         now = time.time()
@@ -317,9 +334,14 @@ class DatabaseStore:
             return int(conn.execute(stmt).scalar_one())
 
     def ttl(self, key: str) -> int:
+        return self.ttls(key)[0]
+
+    def ttls(self, *keys: str) -> list[int]:
         with self._begin() as conn:
-            exp = conn.execute(select(StoreEntry.expires_at).where(StoreEntry.key == key)).scalar()
-        return max(0, math.ceil(exp - time.time())) if exp is not None else 0
+            expiry = {key: at for key, at in conn.execute(
+                select(StoreEntry.key, StoreEntry.expires_at).where(StoreEntry.key.in_(keys)))}
+        now = time.time()
+        return [max(0, math.ceil(expiry[key] - now)) if key in expiry else 0 for key in keys]
 
     def add_member(self, key: str, member: str, ttl: int) -> None:
         expires = time.time() + ttl

@@ -24,6 +24,18 @@ def test_put_get_delete_round_trip(app: Flask) -> None:
     assert store.get("k") is None
 
 
+def test_several_keys_are_deleted_and_timed_at_once(app: Flask) -> None:
+    store = store_of(app)
+    store.put("a", {"v": 1}, 60)
+    store.put("b", {"v": 2}, 30)
+    store.put("c", {"v": 3}, 60)
+    a, b, none = store.ttls("a", "b", "none")
+    assert 55 <= a <= 60 and 25 <= b <= 30 and none == 0
+    store.delete("a", "b", "none")
+    assert store.get("a") is None and store.get("b") is None and store.get("c") == {"v": 3}
+    assert store.ttls("a", "c")[0] == 0 and store.ttls("a", "c")[1] > 0
+
+
 def test_values_expire(app: Flask) -> None:
     store = store_of(app)
     store.put("short", {"v": 1}, 1)

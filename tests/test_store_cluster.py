@@ -305,3 +305,21 @@ def test_concurrent_requests_share_one_lazily_made_client(cluster: OwnRedisClust
     for t in threads:
         t.join()
     assert len({id(c) for c in clients}) == 1
+
+
+def test_a_throttle_is_read_and_ended_in_one_command_on_the_cluster(cluster_app: Flask) -> None:
+    from idp import state
+    from idp.auth import lockout
+
+    guard = lockout.SECOND_FACTORS
+    with cluster_app.test_request_context():
+        guard.failures.incr("c1")
+        guard.waits.put(state.Stamp(at=1), "c1", ttl=40)
+        guard.locks.put(state.Stamp(at=1), "c1", ttl=90)
+        locked, waiting = state.remaining_together((guard.locks, guard.waits), "c1")
+        assert 85 <= locked <= 90 and 35 <= waiting <= 40
+        state.delete_together((guard.failures, guard.waits, guard.locks), "c1")
+        assert state.remaining_together((guard.locks, guard.waits), "c1") == [0, 0]
+        assert guard.failures.incr("c1") == 1  # the count started again
+        with pytest.raises(ValueError, match="hash_tag"):
+            state.delete_together((state.codes, state.code_grants), "c1")

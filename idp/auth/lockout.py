@@ -67,7 +67,8 @@ class Throttle:
 
 
 def _check(guard: Guard, key: str) -> Throttle:
-    return Throttle(locked_for=guard.locks.remaining(key), wait_for=guard.waits.remaining(key))
+    locked_for, wait_for = state.remaining_together((guard.locks, guard.waits), key)
+    return Throttle(locked_for=locked_for, wait_for=wait_for)
 
 
 def check(nik: str) -> Throttle:
@@ -113,10 +114,10 @@ class Attempt:
         return Throttle()
 
     def succeeded(self) -> None:
-        self.guard.failures.delete(self.key)
-        self.guard.waits.delete(self.key)
-        if self.guard.escalating:
-            self.guard.locks.delete(self.key)  # the lock set for this very check
+        guard = self.guard
+        # With escalation, the lock set for this very check goes too.
+        state.delete_together((guard.failures, guard.waits, guard.locks) if guard.escalating
+                              else (guard.failures, guard.waits), self.key)
 
 
 def _delay(failures: int) -> int:
@@ -178,18 +179,13 @@ def begin_staff(email: str) -> Attempt:
 
 def unlock(nik: str) -> None:
     """A password reset: the password's failures and lock are over (second factors' are not)."""
-    key = state.digest(nik)
-    PASSWORDS.failures.delete(key)
-    PASSWORDS.waits.delete(key)
-    PASSWORDS.locks.delete(key)
+    state.delete_together((PASSWORDS.failures, PASSWORDS.waits, PASSWORDS.locks), state.digest(nik))
 
 
 def unlock_second_factors(citizen_id: str) -> None:
     """A helpdesk unlock: the second factors' failures and lock are over too."""
     for guard in (SECOND_FACTORS, ENROLMENTS):
-        guard.failures.delete(citizen_id)
-        guard.waits.delete(citizen_id)
-        guard.locks.delete(citizen_id)
+        state.delete_together((guard.failures, guard.waits, guard.locks), citizen_id)
 
 
 def ip_allowed(bucket: str = "login") -> bool:
