@@ -36,7 +36,7 @@ REGISTRY = CollectorRegistry()
 
 LoginFailure = Literal["bad_password", "unknown_account", "throttled", "rate_limited", "invalid"]
 Factor = Literal["password", "second_factor", "enrolment", "staff"]
-AuthorizationOutcome = Literal["code", "interaction", "error"]
+AuthorizationOutcome = Literal["code", "interaction", "error", "unavailable"]
 GrantType = Literal["authorization_code", "refresh_token"]
 LogoutResult = Literal["delivered", "retry", "failed"]
 SendResult = Literal["sent", "retrying", "failed", "late"]
@@ -54,7 +54,8 @@ LOCKOUTS = Counter("satuid_lockouts", "Locks set after too many failed checks, b
 AUTHORIZATIONS = Counter(
     "satuid_authorizations",
     "Answers of /authorize and its resumption: a code issued, a page for the citizen (login, "
-    "step-up, consent, in-person check) or an error.", ["outcome"], registry=REGISTRY)
+    "step-up, consent, in-person check), an error, or unavailable (PostgreSQL or Redis down).",
+    ["outcome"], registry=REGISTRY)
 TOKENS_ISSUED = Counter("satuid_tokens_issued", "Token responses of the token endpoint, by grant type.",
                         ["grant_type"], registry=REGISTRY)
 BACKCHANNEL_LOGOUTS = Counter(

@@ -16,6 +16,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
+from idp import metrics
 from tests.conftest import REQUIRE_SERVICES, TEST_SETTINGS, Factory, make_app, migrate
 from tests.oidc_rp import Portal, query, register_portal
 from tests.servers import PG_BIN, OwnPostgres, OwnRedis
@@ -74,6 +75,9 @@ def test_redis_down_then_back(services: tuple[OwnPostgres, OwnRedis], outage_app
     portal.sign_in(citizen.nik, citizen.password)
     before = durable(outage_app)
 
+    unavailable = metrics.REGISTRY.get_sample_value("satuid_authorizations_total",
+                                                    {"outcome": "unavailable"}) or 0.0
+    errors = metrics.REGISTRY.get_sample_value("satuid_authorizations_total", {"outcome": "error"})
     redis.stop()
     r = client.get(portal.authorize_url())
     assert r.status_code == 302 and r.headers["Location"].startswith(portal.redirect_uri)
@@ -83,6 +87,11 @@ def test_redis_down_then_back(services: tuple[OwnPostgres, OwnRedis], outage_app
     unknown = client.get("/authorize", query_string={"client_id": "nobody", "redirect_uri": "https://x/cb",
                                                      "response_type": "code", "scope": "openid"})
     assert_unavailable_page(unknown)  # no trustworthy redirect_uri: the page
+    # Both answers are counted as the outage they are, not as the portals' errors.
+    assert metrics.REGISTRY.get_sample_value("satuid_authorizations_total",
+                                             {"outcome": "unavailable"}) == unavailable + 2
+    assert metrics.REGISTRY.get_sample_value("satuid_authorizations_total",
+                                             {"outcome": "error"}) == errors
     page = client.get("/login")
     assert_unavailable_page(page)
     assert "sementara" in page.get_data(as_text=True)  # Indonesian by default

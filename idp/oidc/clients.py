@@ -47,7 +47,7 @@ class ClientError(ValueError):
 _cached: Cache[str, Client] = Cache()
 
 
-def find(session: Session, client_id: str | None) -> Client | None:
+def find(client_id: str | None) -> Client | None:
     """An active client by id (a disabled one is treated as unknown), from this worker's cache.
 
     The copy is detached from any unit of work: read it, never change it (operator commands load

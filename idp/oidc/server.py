@@ -17,7 +17,6 @@ from flask import request as flask_request
 
 from idp import metrics
 from idp.auth import loa
-from idp.db import get_session
 from idp.models import Client
 from idp.oidc import clients, grants, logout, tokens
 from idp.oidc.claims import SUPPORTED_SCOPES
@@ -68,7 +67,7 @@ def error_description(error: OAuth2Error) -> str | None:
 
 class SatuIDServer(AuthorizationServer):
     def query_client(self, client_id: str) -> Client | None:
-        return clients.find(get_session(), client_id)
+        return clients.find(client_id)
 
     def save_token(self, token: dict[str, Any], request: Any) -> None:
         if request.authorization_code is not None:

@@ -200,7 +200,7 @@ class IssuedToken(TokenMixin):
 
     def get_client(self) -> Client | None:
         """The portal, if still active (from the worker's cache of clients)."""
-        return clients.find(get_session(), self.row.client_id)
+        return clients.find(self.row.client_id)
 
 
 _WITH_GRANT = (select(Token, Grant, Citizen).join(Grant, Grant.id == Token.grant_id)

@@ -71,8 +71,9 @@ def _error_page(error: OAuth2Error | None = None) -> tuple[str, int]:
 
 
 def _redirect_error(redirect_uri: str, state_value: str | None, error: str,
-                    description: str | None = None) -> Response:
-    metrics.authorization("error")
+                    description: str | None = None,
+                    outcome: metrics.AuthorizationOutcome = "error") -> Response:
+    metrics.authorization(outcome)
     params = [("error", error)]
     if description:
         params.append(("error_description", description))
@@ -94,8 +95,7 @@ def authorize() -> Any:
         return _refuse(params, "invalid_request", syntax.description(bad))
     if "request" in params:
         try:
-            params = request_object.resolve(params, clients.find(get_session(),
-                                                                 params.get("client_id")))
+            params = request_object.resolve(params, clients.find(params.get("client_id")))
         except request_object.Refused as refused:
             return _refuse(params, refused.error, refused.description)
         if (bad := syntax.first_invalid(params)) is not None:  # the object's own values
@@ -121,7 +121,7 @@ def authorize() -> Any:
 def _refuse(params: dict[str, str], error: str, description: str) -> Any:
     """Refuse before Authlib runs: tell the portal when its redirect_uri can be trusted (RFC 6749
     §4.1.2.1), otherwise show the page; never echo a value."""
-    client = clients.find(get_session(), params.get("client_id"))
+    client = clients.find(params.get("client_id"))
     redirect_uri = params.get("redirect_uri", "")
     if client is not None and client.check_redirect_uri(redirect_uri):
         state_value = params.get("state") if syntax.first_invalid(
@@ -136,16 +136,19 @@ def _unavailable(e: Exception) -> Any:
     response = errors.outage(e)
     params = request.values.to_dict()
     try:
-        client = clients.find(get_session(), params.get("client_id"))
+        client = clients.find(params.get("client_id"))
         redirect_uri = params.get("redirect_uri", "")
         if client is None or not client.check_redirect_uri(redirect_uri) \
                 or syntax.first_invalid(params) is not None:
+            metrics.authorization("unavailable")
             return response
     except errors.UNAVAILABLE:  # PostgreSQL is down too: the page
         errors.discard_quietly()
+        metrics.authorization("unavailable")
         return response
     return _redirect_error(redirect_uri, params.get("state"), "temporarily_unavailable",
-                           "The service is temporarily unavailable; retry later.")
+                           "The service is temporarily unavailable; retry later.",
+                           outcome="unavailable")
 
 
 for _kind in errors.UNAVAILABLE:
