@@ -66,6 +66,32 @@ def test_changing_the_password_needs_the_current_one_and_ends_every_other_sessio
     assert auth.login(citizen.nik, new).status_code == 302
 
 
+def test_the_password_form_names_the_nik_for_password_managers(
+        client: FlaskClient, auth: AuthActions, factory: Factory) -> None:
+    """The hidden username is what the login form saved (the NIK), so the new password replaces the
+    right saved login; on a page shown again with an error too."""
+    citizen = factory.citizen(locale="en")
+    auth.login(citizen.nik, citizen.password)
+
+    def inputs(html: str) -> dict[str, list[str]]:
+        """The form's inputs by their autocomplete token."""
+        found: dict[str, list[str]] = {}
+        for tag in re.findall(r"<input[^>]*>", html):
+            if m := re.search(r'autocomplete="([^"]+)"', tag):
+                found.setdefault(m.group(1), []).append(tag)
+        return found
+
+    shown = client.get("/account/password").get_data(as_text=True)
+    refused = post_form(client, "/account/password", current="not my password", password="x", confirm="x")
+    assert refused.status_code == 400
+    for html in (shown, refused.get_data(as_text=True)):
+        found = inputs(html)
+        [username] = found["username"]
+        assert f'value="{citizen.nik}"' in username and " hidden" in username
+        assert re.findall(r'name="(\w+)"', " ".join(found["current-password"])) == ["current"]
+        assert re.findall(r'name="(\w+)"', " ".join(found["new-password"])) == ["password", "confirm"]
+
+
 def test_a_citizen_with_a_second_factor_proves_it_before_changing_the_password(
         app: Flask, client: FlaskClient, auth: AuthActions, factory: Factory) -> None:
     citizen = factory.citizen(locale="en")

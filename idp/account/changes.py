@@ -42,19 +42,23 @@ def change_password() -> Any:
     if (step_up := fresh_or_step_up(citizen, url_for("account.password"))) is not None:
         return step_up
     form = PasswordChangeForm()
+
+    def again(status: int) -> tuple[str, int]:
+        return render_template("account/password.html", form=form, username=citizen.nik), status
+
     if request.method == "GET" or not form.validate_on_submit():
-        return render_template("account/password.html", form=form), 200 if request.method == "GET" else 400
+        return again(200 if request.method == "GET" else 400)
     if (error := check_password(citizen, form.current.data or "")) is not None:
         form.current.errors = [error]
-        return render_template("account/password.html", form=form), 400
+        return again(400)
     new = form.password.data or ""
     problem = passwords.password_problem(new, nik=citizen.nik, name=citizen.full_name)
     if problem is None and new == form.current.data:
         form.password.errors = [_("Choose a password different from the current one.")]
-        return render_template("account/password.html", form=form), 400
+        return again(400)
     if problem:
         form.password.errors = [PASSWORD_PROBLEMS[problem]]
-        return render_template("account/password.html", form=form), 400
+        return again(400)
     citizen.password_hash = passwords.hash_password(new)
     citizen.touch_password()
     current = sso.current()
