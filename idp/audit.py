@@ -22,7 +22,8 @@ import datetime as dt
 import json
 import uuid
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,6 +42,8 @@ from idp.signed_note import Checkpoint, Signer, Verifier
 STORED_LEVEL = 8  # audit_node keeps subtrees of 2**8 = 256 leaves and up
 BLOCK = 1 << STORED_LEVEL
 _CHECKPOINT_LOCK = 0x5A7D_A0D2  # PostgreSQL advisory lock id: one checkpointer at a time
+_VERIFY_QUEUE_LOCK = 0x5A7D_A0D3  # requests and claims of verifications, one at a time
+_VERIFIER_LOCK = 0x5A7D_A0D4  # held by the one verification running (PostgreSQL)
 _PENDING = "audit_pending"  # key of the unit of work's events in Session.info
 _RELEASE = "_release"  # marks a pending event that carries a claim_release row
 RELEASE_EVENT = "claims_released"
@@ -184,13 +187,34 @@ def leaf_data(row: Any) -> bytes:
 
 class Tree:
     """Subtree hashes read from the database: stored nodes for aligned subtrees of 256 leaves and
-    up, leaf hashes below that. Memoised for the life of one proof or checkpoint."""
+    up, leaf hashes below that. Memoised for the life of one proof or checkpoint; what a checkpoint
+    pass has just computed and written (``written``) is taken from memory, not read back."""
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
         self._memo: dict[tuple[int, int], bytes] = {}
+        self._fresh_from = 0
+        self._fresh: list[bytes] = []
+        self._nodes: dict[tuple[int, int], bytes] = {}
+
+    def written(self, start: int = 0, leaves: Sequence[bytes] = (),
+                nodes: dict[tuple[int, int], bytes] | None = None) -> None:
+        """Leaf hashes from index ``start`` on, and stored subtrees ``(level, index)``, that this
+        transaction has just written."""
+        if leaves:
+            self._fresh_from, self._fresh = start, list(leaves)
+        self._nodes.update(nodes or {})
 
     def leaves(self, start: int, end: int) -> list[bytes]:
+        if not self._fresh or end <= self._fresh_from:
+            return self._stored_leaves(start, end)
+        cut = max(start, self._fresh_from)
+        fresh = self._fresh[cut - self._fresh_from:end - self._fresh_from]
+        if len(fresh) != end - cut:
+            raise LookupError(f"audit leaves {cut}..{end - 1} are not all present")
+        return (self._stored_leaves(start, cut) if start < cut else []) + fresh
+
+    def _stored_leaves(self, start: int, end: int) -> list[bytes]:
         hashes = list(self.conn.execute(
             select(AuditEvent.leaf_hash)
             .where(AuditEvent.leaf_index >= start, AuditEvent.leaf_index < end)
@@ -201,6 +225,8 @@ class Tree:
         return present
 
     def node(self, level: int, index: int) -> bytes:
+        if (level, index) in self._nodes:
+            return self._nodes[(level, index)]
         found = self.conn.execute(select(AuditNode.hash).where(
             AuditNode.level == level, AuditNode.index == index)).scalar()
         if found is None:
@@ -243,8 +269,9 @@ class TamperedLog(RuntimeError):
 
 
 def checkpoint(session: Session, signer: Signer, *, batch: int = 50_000,
-               last: tuple[int, bytes] | None = None) -> Folded | None:
-    """Fold up to ``batch`` new events into the tree and sign the new tree head.
+               last: tuple[int, bytes] | None = None, partitions: bool = True) -> Folded | None:
+    """Fold up to ``batch`` new events into the tree and sign the new tree head; with
+    ``partitions``, first make the coming months' partitions (PostgreSQL).
 
     Before signing, the tree in the database must still be the one signed last: the newest
     checkpoint's note must carry this key's signature over its size and root, that root must be what
@@ -260,7 +287,8 @@ def checkpoint(session: Session, signer: Signer, *, batch: int = 50_000,
         if not conn.execute(text("SELECT pg_try_advisory_xact_lock(:k)"),
                             {"k": _CHECKPOINT_LOCK}).scalar():
             return None
-        ensure_partitions(conn, utcnow().date())
+        if partitions:
+            ensure_partitions(conn, utcnow().date())
     else:
         serialize(session, _CHECKPOINT_LOCK, "audit_checkpoint")
     newest = conn.execute(select(AuditCheckpoint.tree_size, AuditCheckpoint.root_hash,
@@ -277,8 +305,8 @@ def checkpoint(session: Session, signer: Signer, *, batch: int = 50_000,
     if conn.execute(select(AuditEvent.id).where(AuditEvent.id.in_(ids),
                                                 AuditEvent.leaf_index.is_not(None)).limit(1)).first():
         raise TamperedLog("an event waiting for the tree has the id of one already in it")
-    size = _fold(conn, head, rows)
-    root = Tree(conn).subtree(0, size)
+    size = _fold(conn, tree, head, rows)
+    root = tree.subtree(0, size)
     now = utcnow().replace(microsecond=0)
     body = Checkpoint(signer.name, size, root,
                       (f"time {now.strftime('%Y-%m-%dT%H:%M:%SZ')}",)).body()
@@ -286,6 +314,27 @@ def checkpoint(session: Session, signer: Signer, *, batch: int = 50_000,
     conn.execute(insert(AuditCheckpoint).values(tree_size=size, root_hash=root, at=now, note=note,
                                                 verifier_key=signer.verifier_key))
     return Folded(size, size - head, note, root)
+
+
+class Checkpointer:
+    """A checkpointer process's passes. The coming months' partitions are made on its first pass
+    that holds the lock and then once per UTC day, not on every pass (three queries each)."""
+
+    def __init__(self, signer: Signer, batch: int = 50_000) -> None:
+        self.signer, self.batch = signer, batch
+        self.partitioned_on: dt.date | None = None
+
+    def fold(self, session: Session, last: tuple[int, bytes] | None = None) -> Folded | None:
+        """One pass (``checkpoint``); the caller commits."""
+        today = utcnow().date()
+        due = self.partitioned_on != today
+        folded = checkpoint(session, self.signer, batch=self.batch, last=last, partitions=due)
+        if folded is not None and due:
+            def made() -> None:
+                self.partitioned_on = today
+
+            after_commit(made, session)
+        return folded
 
 
 def _check_head(conn: Connection, tree: Tree, signer: Signer, newest: Any,
@@ -324,19 +373,23 @@ def _nodes_beyond(size: int) -> Select[int, int]:
     return select(AuditNode.level, AuditNode.index).where(or_(*edges)).limit(1)
 
 
-def _fold(conn: Connection, head: int, rows: Sequence[Any]) -> int:
-    """Give ``rows`` leaf indexes from ``head`` on, and store the subtrees they complete."""
-    updates = []
-    for offset, row in enumerate(rows):
-        updates.append({"b_id": row.id, "b_at": row.at, "b_index": head + offset,
-                        "b_hash": merkle.leaf_hash(leaf_data(row))})
+def _fold(conn: Connection, tree: Tree, head: int, rows: Sequence[Any]) -> int:
+    """Give ``rows`` leaf indexes from ``head`` on, and store the subtrees they complete. The hashes
+    computed here go to ``tree`` as they are: of the stored leaves only those of the first block
+    that precede ``head`` are read."""
+    hashes = [merkle.leaf_hash(leaf_data(row)) for row in rows]
+    updates = [{"b_id": row.id, "b_at": row.at, "b_index": head + offset, "b_hash": leaf}
+               for offset, (row, leaf) in enumerate(zip(rows, hashes, strict=True))]
     stmt = update(AuditEvent).where(AuditEvent.id == bindparam("b_id"))
     if conn.dialect.name == "postgresql":
         stmt = stmt.where(AuditEvent.at == bindparam("b_at"))  # prunes to the row's partition
-    conn.execute(stmt.values(leaf_index=bindparam("b_index"), leaf_hash=bindparam("b_hash"))
-                 .execution_options(synchronize_session=False), updates)
+    updated = conn.execute(stmt.values(leaf_index=bindparam("b_index"), leaf_hash=bindparam("b_hash"))
+                           .execution_options(synchronize_session=False), updates)
+    if updated.rowcount != len(rows):  # the hashes are not read back: each row must have taken its own
+        raise TamperedLog(f"events changed or vanished while being folded ({updated.rowcount} of "
+                          f"{len(rows)} took their leaf)")
     size = head + len(rows)
-    tree = Tree(conn)
+    tree.written(head, hashes)
     made: dict[tuple[int, int], bytes] = {}
     for block in range(head >> STORED_LEVEL, size >> STORED_LEVEL):
         made[(STORED_LEVEL, block)] = merkle.root(tree.leaves(block * BLOCK, (block + 1) * BLOCK))
@@ -350,6 +403,7 @@ def _fold(conn: Connection, head: int, rows: Sequence[Any]) -> int:
     if made:
         conn.execute(insert(AuditNode), [{"level": lv, "index": i, "hash": h}
                                          for (lv, i), h in made.items()])
+        tree.written(nodes=made)
     return size
 
 
@@ -491,14 +545,34 @@ def verify(engine: Engine, pinned: Verifier | None = None) -> VerifyResult:
 
     Reads one snapshot (REPEATABLE READ on PostgreSQL), so a checkpoint committed meanwhile is
     neither half seen nor taken for tampering."""
+    with snapshot(engine) as session:
+        assert session is not None
+        return verify_in(session, pinned)
+
+
+class VerificationStopped(Exception):
+    """The verifier was asked to stop before it had read the whole log."""
+
+
+@contextmanager
+def snapshot(engine: Engine, verifier_lock: bool = False) -> Iterator[Session | None]:
+    """A session on one snapshot of the log (REPEATABLE READ on PostgreSQL). With
+    ``verifier_lock`` its transaction holds the lock of the one verification that runs at a time
+    (PostgreSQL), and it is None when another verification holds it."""
     with engine.connect() as conn:
         if conn.dialect.name == "postgresql":
             conn = conn.execution_options(isolation_level="REPEATABLE READ")
+            if verifier_lock and not conn.execute(text("SELECT pg_try_advisory_xact_lock(:k)"),
+                                                  {"k": _VERIFIER_LOCK}).scalar():
+                yield None
+                return
         with Session(bind=conn) as session:
-            return _verify(session, pinned)
+            yield session
 
 
-def _verify(session: Session, pinned: Verifier | None) -> VerifyResult:
+def verify_in(session: Session, pinned: Verifier | None = None,
+              stopping: Callable[[], bool] | None = None) -> VerifyResult:
+    """``verify`` on a ``snapshot``; raises VerificationStopped once ``stopping()`` says so."""
     checkpoints = list(session.scalars(select(AuditCheckpoint).order_by(AuditCheckpoint.tree_size)))
     pending = session.scalar(select(func.count()).select_from(AuditEvent)
                              .where(AuditEvent.leaf_index.is_(None))) or 0
@@ -522,6 +596,8 @@ def _verify(session: Session, pinned: Verifier | None) -> VerifyResult:
         .order_by(AuditNode.index).execution_options(yield_per=2000)))
     for row in _rows(session):
         expected = compact.size
+        if stopping is not None and not expected % 4096 and stopping():
+            raise VerificationStopped(f"stopped after {expected} events")
         if row.leaf_index != expected:
             what = (f"leaf {expected} is missing (deleted)" if (row.leaf_index or 0) > expected
                     else f"leaf {row.leaf_index} appears twice")
@@ -598,3 +674,110 @@ def _check_nodes(session: Session, size: int, chunk: int = 4096) -> str:
                     return f"stored subtree {level}/{index} does not match its children"
         level += 1
     return ""
+
+
+# ---- verification on request (the helpdesk) ------------------------------------------------------
+#
+# A full verification reads the whole log, far longer than a web request may take. An officer's
+# request is an audit event; a verifier (the checkpointer's thread, or ``flask audit verify
+# --queued``) claims it with another event, runs it on a snapshot and records the outcome as a third.
+# The log is the queue: durable, and every step of it on the record.
+
+VERIFY_REQUESTED = "audit_verify_requested"
+VERIFY_STARTED = "audit_verify_started"
+VERIFIED = "audit_verified"
+VERIFY_STOPPED = "audit_verify_stopped"
+
+
+@dataclass
+class Verification:
+    """A requested verification, as its events tell it."""
+
+    request_id: int
+    requested_at: dt.datetime
+    requested_by: str  # the request's actor
+    state: str = "queued"  # then running, and passed, failed or stopped
+    started_at: dt.datetime | None = None
+    finished_at: dt.datetime | None = None
+    outcome: dict[str, Any] = field(default_factory=dict)  # the last event's details
+
+
+def queued_request(session: Session) -> int | None:
+    """The request waiting for a verifier, if any. Requests and starts are written under one lock
+    and a request is added only when none waits, so one waits exactly when the newest of them is a
+    request."""
+    newest = session.execute(select(AuditEvent.id, AuditEvent.event)
+                             .where(AuditEvent.event.in_((VERIFY_REQUESTED, VERIFY_STARTED)))
+                             .order_by(AuditEvent.id.desc()).limit(1)).first()
+    return newest.id if newest is not None and newest.event == VERIFY_REQUESTED else None
+
+
+def request_verification(session: Session, actor: str) -> bool:
+    """Queue a verification of the whole log; False, recording nothing, when one is queued
+    already. The caller commits."""
+    serialize(session, _VERIFY_QUEUE_LOCK, AuditEvent.__tablename__)
+    if queued_request(session) is not None:
+        return False
+    append(VERIFY_REQUESTED, actor=actor, session=session)
+    return True
+
+
+def claim_verification(session: Session, *, close_interrupted: bool = False) -> int | None:
+    """Record the queued request as started and return its id (None: nothing queued). With
+    ``close_interrupted`` (the caller holds the verifier's lock, so none runs) a verification that
+    started and never finished, its process gone, is first recorded as stopped. The caller commits."""
+    serialize(session, _VERIFY_QUEUE_LOCK, AuditEvent.__tablename__)
+    if close_interrupted:
+        _close_interrupted(session)
+    request_id = queued_request(session)
+    if request_id is not None:
+        append(VERIFY_STARTED, session=session, request=request_id)
+    return request_id
+
+
+def _close_interrupted(session: Session) -> None:
+    # Each claim closes the one before it, so only the newest start can be unfinished.
+    started = session.execute(select(AuditEvent.id, AuditEvent.details)
+                              .where(AuditEvent.event == VERIFY_STARTED)
+                              .order_by(AuditEvent.id.desc()).limit(1)).first()
+    if started is None:
+        return
+    request_id = started.details.get("request")
+    ends = session.scalars(select(AuditEvent.details).where(
+        AuditEvent.event.in_((VERIFIED, VERIFY_STOPPED)), AuditEvent.id > started.id))
+    if not any(details.get("request") == request_id for details in ends):
+        verification_stopped(session, request_id, "interrupted")
+
+
+def verification_finished(session: Session, request_id: int, result: VerifyResult) -> None:
+    append(VERIFIED, session=session, request=request_id, ok=result.ok, checked=result.checked,
+           checkpoints=result.checkpoints, pending=result.pending, broken_id=result.broken_id,
+           reason=result.reason)
+
+
+def verification_stopped(session: Session, request_id: int, reason: str) -> None:
+    """``reason``: "stopped" (its process was told to stop), "interrupted" (its process ended
+    unannounced), or the name of the error that ended it."""
+    append(VERIFY_STOPPED, session=session, request=request_id, reason=reason)
+
+
+def latest_verification(session: Session) -> Verification | None:
+    request = session.execute(select(AuditEvent.id, AuditEvent.at, AuditEvent.actor)
+                              .where(AuditEvent.event == VERIFY_REQUESTED)
+                              .order_by(AuditEvent.id.desc()).limit(1)).first()
+    if request is None:
+        return None
+    found = Verification(request.id, request.at, request.actor)
+    steps = session.execute(select(AuditEvent.event, AuditEvent.at, AuditEvent.details).where(
+        AuditEvent.event.in_((VERIFY_STARTED, VERIFIED, VERIFY_STOPPED)),
+        AuditEvent.id > request.id).order_by(AuditEvent.id))
+    for name, at, details in steps:
+        if details.get("request") != request.id or found.state in ("passed", "failed"):
+            continue
+        if name == VERIFY_STARTED:
+            found.state, found.started_at = "running", at
+        else:  # an outcome after a stop wins: the stop was recorded by mistake
+            found.state = "stopped" if name == VERIFY_STOPPED else \
+                "passed" if details.get("ok") else "failed"
+            found.finished_at, found.outcome = at, details
+    return found

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -103,7 +104,8 @@ def audit_key() -> None:
 
 
 @audit_cli.command("checkpoint")
-@click.option("--forever", is_flag=True, help="Keep folding new events (a service's command).")
+@click.option("--forever", is_flag=True, help="Keep folding new events, and run the verifications "
+              "the helpdesk queues (a service's command).")
 @click.option("--interval", type=click.FloatRange(min=0.1), default=1.0, show_default=True,
               help="Seconds between passes with --forever when nothing is waiting.")
 # At most 60,000: a pass checks the batch's ids in one statement, and PostgreSQL takes 65,535
@@ -113,39 +115,110 @@ def audit_key() -> None:
 def audit_checkpoint(forever: bool, interval: float, batch: int) -> None:
     """Fold new events into the Merkle tree and sign a checkpoint; with --forever, keep doing so.
 
-    Only one checkpointer works at a time (an advisory lock); a second one waits its turn.
+    Only one checkpointer works at a time (an advisory lock); a second one waits its turn. With
+    --forever a thread of its own runs the verifications the helpdesk queues, so that folding never
+    waits for one.
     """
     import signal
-    import time
 
-    signer = audit_signer()
+    checkpointer = audit.Checkpointer(audit_signer(), batch)
     # The size and root signed last, kept beside the key and outside the database: a database
     # rolled back or rewritten below it is refused rather than signed over.
     head_file = Path(_audit_key_path() + ".head")
-    stop: list[bool] = []
+    stop = threading.Event()
+    verifier = None
     if forever:
-        signal.signal(signal.SIGTERM, lambda *_: stop.append(True))
-    while True:
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]  # Werkzeug's proxy
+        verifier = threading.Thread(target=_verify_queued_until, args=(app, stop),
+                                    name="audit-verifier", daemon=True)
+        verifier.start()
+    try:
+        while True:
+            try:
+                with unit_of_work() as session:
+                    folded = checkpointer.fold(session, last=_read_head(head_file))
+            except audit.TamperedLog as e:
+                raise click.ClickException(f"refusing to sign: {e}") from None
+            except Exception as e:  # an outage: the next pass tries again
+                if not forever:
+                    raise
+                click.echo(f"checkpoint failed, retrying: {type(e).__name__}", err=True)
+                folded = None
+            if folded is not None and folded.added:
+                _write_head(head_file, folded.size, folded.root)
+                click.echo(f"checkpoint: {folded.size} events (+{folded.added})")
+            elif not forever:
+                click.echo("checkpoint: nothing new" if folded is not None
+                           else "checkpoint: another checkpointer is at work")
+            if not forever or stop.is_set():
+                return
+            if folded is None or folded.added < batch:
+                stop.wait(interval)
+    finally:
+        stop.set()
+        if verifier is not None:
+            verifier.join(VERIFIER_GRACE_SECONDS)  # a verification in progress records its stop
+
+
+#: How often the checkpointer's verifier looks for a queued verification, and how long the
+#: checkpointer waits, when it stops, for a verification in progress to record that it stopped.
+VERIFY_POLL_SECONDS = 5.0
+VERIFIER_GRACE_SECONDS = 20.0
+
+
+def _verify_queued_until(app: Flask, stop: threading.Event) -> None:
+    with app.app_context():
+        while not stop.is_set():
+            try:
+                ran = verify_queued(stopping=stop.is_set)
+            except audit.VerificationStopped:
+                click.echo("verification: stopped, and recorded as such", err=True)
+                return
+            except Exception as e:  # an outage: the next claim records the verification as interrupted
+                click.echo(f"verification failed: {type(e).__name__}", err=True)
+                ran = ""
+            if not isinstance(ran, str):
+                click.echo(f"verification {ran[0]}: {_verify_summary(ran[1])}")
+            stop.wait(VERIFY_POLL_SECONDS)
+
+
+def verify_queued(pinned: Verifier | None = None, stopping: Callable[[], bool] | None = None
+                  ) -> tuple[int, audit.VerifyResult] | str:
+    """Run the verification the helpdesk queued, if any, recording its start and outcome in the
+    log: the request's id and the result, or why none ran. One runs at a time (PostgreSQL: the
+    verifier's lock, held by the snapshot it reads). A claimed verification ends with an outcome or
+    a stop; if its process is killed instead, on PostgreSQL the next claim records it as
+    interrupted."""
+    with unit_of_work() as session:
+        if audit.queued_request(session) is None:  # the usual answer, without taking a lock
+            return "none queued"
+    engine = get_engine()
+    with audit.snapshot(engine, verifier_lock=True) as snapshot:
+        if snapshot is None:
+            return "another verification is running"
+        with unit_of_work() as session:
+            request_id = audit.claim_verification(
+                session, close_interrupted=engine.dialect.name == "postgresql")
+        if request_id is None:
+            return "none queued"
         try:
+            result = audit.verify_in(snapshot, pinned, stopping)
+        except Exception as e:
+            reason = "stopped" if isinstance(e, audit.VerificationStopped) else type(e).__name__
             with unit_of_work() as session:
-                folded = audit.checkpoint(session, signer, batch=batch, last=_read_head(head_file))
-        except audit.TamperedLog as e:
-            raise click.ClickException(f"refusing to sign: {e}") from None
-        except Exception as e:  # an outage: the next pass tries again
-            if not forever:
-                raise
-            click.echo(f"checkpoint failed, retrying: {type(e).__name__}", err=True)
-            folded = None
-        if folded is not None and folded.added:
-            _write_head(head_file, folded.size, folded.root)
-            click.echo(f"checkpoint: {folded.size} events (+{folded.added})")
-        elif not forever:
-            click.echo("checkpoint: nothing new" if folded is not None
-                       else "checkpoint: another checkpointer is at work")
-        if not forever or stop:
-            return
-        if folded is None or folded.added < batch:
-            time.sleep(interval)
+                audit.verification_stopped(session, request_id, reason)
+            raise
+        with unit_of_work() as session:
+            audit.verification_finished(session, request_id, result)
+    return request_id, result
+
+
+def _verify_summary(result: audit.VerifyResult) -> str:
+    if result.ok:
+        return (f"ok ({result.checked} rows, {result.checkpoints} checkpoints, "
+                f"{result.pending} not yet in the tree)")
+    return f"broken at row {result.broken_id}: {result.reason}"
 
 
 def _read_head(path: Path) -> tuple[int, bytes] | None:
@@ -164,17 +237,24 @@ def _write_head(path: Path, size: int, root: bytes) -> None:
 
 @audit_cli.command("verify")
 @click.option("--key", "pinned", help="A verifier key every checkpoint must also be signed by.")
-def audit_verify(pinned: str | None) -> None:
+@click.option("--queued", is_flag=True, help="Run the verification the helpdesk queued, if any, and "
+              "record its outcome in the log (the checkpointer with --forever does this itself).")
+def audit_verify(pinned: str | None, queued: bool) -> None:
     """Recompute the tree from every event and check every signed checkpoint; print "ok" or the
     first problem."""
     verifier = Verifier.parse(pinned) if pinned else None
-    result = audit.verify(get_engine(), verifier)
-    if result.ok:
-        click.echo(f"ok ({result.checked} rows, {result.checkpoints} checkpoints, "
-                   f"{result.pending} not yet in the tree)")
-        return
-    click.echo(f"broken at row {result.broken_id}: {result.reason}", err=True)
-    raise SystemExit(1)
+    prefix = ""
+    if not queued:
+        result = audit.verify(get_engine(), verifier)
+    else:
+        ran = verify_queued(verifier)
+        if isinstance(ran, str):
+            click.echo(f"verification: {ran}")
+            return
+        prefix, result = f"verification {ran[0]}: ", ran[1]
+    click.echo(prefix + _verify_summary(result), err=not result.ok)
+    if not result.ok:
+        raise SystemExit(1)
 
 
 @audit_cli.command("prove")
@@ -204,7 +284,7 @@ def audit_consistency(old: int, new: int | None) -> None:
 @click.option("--ahead", type=click.IntRange(min=0, max=24), default=2, show_default=True)
 def audit_partitions(ahead: int) -> None:
     """Create the audit log's monthly partitions up to AHEAD months on (PostgreSQL; the
-    checkpointer also does this on every pass)."""
+    checkpointer also does this when it starts and once a day)."""
     with unit_of_work() as session:
         conn = session.connection()
         if conn.dialect.name != "postgresql":

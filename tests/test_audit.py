@@ -526,3 +526,106 @@ def test_a_subtree_planted_past_the_tree_is_refused_and_reported(app: Flask) -> 
     write_events(app, 1)
     refused = app.test_cli_runner().invoke(args=["audit", "checkpoint"])
     assert refused.exit_code == 1 and "beyond the signed size" in refused.output
+
+
+# ---- the checkpointer's passes ---------------------------------------------------------------------
+
+def _statements(engine: sa.Engine) -> tuple[list[str], object]:
+    seen: list[str] = []
+
+    def record(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        seen.append(statement)
+
+    sa.event.listen(engine, "before_cursor_execute", record)
+    return seen, record
+
+
+def test_a_pass_reads_back_none_of_the_hashes_it_computed(app: Flask) -> None:
+    write_events(app, 5)
+    checkpoint(app)
+    write_events(app, 600, per_unit=100)  # completes 256-leaf blocks 0 and 1 and their parent
+    engine = app.extensions["idp.engine"]
+    seen, record = _statements(engine)
+    try:
+        assert "605 events (+600)" in checkpoint(app)
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", record)
+    leaf_reads = [s for s in seen if s.lstrip().startswith("SELECT audit_event.leaf_hash")]
+    # Only the 5 leaves signed before: once to check the signed tree, once to complete block 0.
+    assert len(leaf_reads) <= 2, leaf_reads
+    code, output = verify(app)
+    assert code == 0 and output.startswith("ok (605 rows, 2 checkpoints"), output
+
+
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+def test_an_event_deleted_while_it_is_folded_is_never_signed_over(app: Flask) -> None:
+    write_events(app, 3)
+    checkpoint(app)
+    write_events(app, 3)
+    engine = app.extensions["idp.engine"]
+    with app.app_context():
+        victim = get_session().scalar(select(sa.func.max(AuditEvent.id)))
+
+    def delete_first(conn: sa.Connection, _cursor: object, statement: str, *_args: object) -> None:
+        if statement.lstrip().startswith("UPDATE audit_event SET leaf_index"):
+            with engine.connect() as other:  # another writer, between the read and the update
+                other.execute(AuditEvent.__table__.delete().where(AuditEvent.id == victim))
+                other.commit()
+
+    sa.event.listen(engine, "before_cursor_execute", delete_first)
+    try:
+        refused = app.test_cli_runner().invoke(args=["audit", "checkpoint"])
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", delete_first)
+    assert refused.exit_code == 1 and "vanished while being folded" in refused.output
+    with app.app_context():
+        assert get_session().scalar(select(sa.func.max(AuditCheckpoint.tree_size))) == 3
+
+
+def _partition_exists(app: Flask, month: dt.date) -> bool:
+    with app.extensions["idp.engine"].connect() as conn:
+        return conn.execute(text("SELECT to_regclass(:n)"),
+                            {"n": audit.partition_name(month)}).scalar() is not None
+
+
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+def test_the_checkpointer_makes_the_coming_months_partitions_as_the_days_go_by(app: Flask) -> None:
+    from idp import clock
+    from idp.cli import audit_signer
+    from idp.models.base import utcnow
+
+    with app.app_context():
+        checkpointer = audit.Checkpointer(audit_signer())
+
+    def one_pass() -> None:
+        with app.app_context(), unit_of_work() as session:
+            assert checkpointer.fold(session) is not None
+
+    def months(day: dt.date) -> list[dt.date]:
+        return [dt.date(day.year + (day.month + n - 1) // 12, (day.month + n - 1) % 12 + 1, 1)
+                for n in range(3)]
+
+    today = utcnow().date()
+    coming = months(today + dt.timedelta(days=400))
+    assert not any(_partition_exists(app, month) for month in coming)
+    try:
+        one_pass()  # the first pass makes this month's and the next two
+        assert all(_partition_exists(app, month) for month in months(today))
+        engine = app.extensions["idp.engine"]
+        seen, record = _statements(engine)
+        try:
+            one_pass()  # the same day: not again
+        finally:
+            sa.event.remove(engine, "before_cursor_execute", record)
+        assert not [s for s in seen if "to_regclass" in s]
+
+        clock.advance(400 * 86400)  # the process keeps running into another day
+        one_pass()
+        assert all(_partition_exists(app, month) for month in coming)
+        write_events(app, 1)
+        with app.extensions["idp.engine"].connect() as conn:
+            home = conn.execute(text("SELECT tableoid::regclass::text FROM audit_event "
+                                     "ORDER BY id DESC LIMIT 1")).scalar()
+        assert home == audit.partition_name(coming[0])  # not the default partition
+    finally:
+        clock.reset()

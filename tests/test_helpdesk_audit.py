@@ -1,0 +1,198 @@
+"""The helpdesk's "Verify the log": the button queues a verification (one at a time) in the audit log
+itself, the checkpointer's verifier (or ``flask audit verify --queued``) runs it in the background,
+and the audit page shows how it went: queued, running, passed, failed with what failed, stopped."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from sqlalchemy import select, update
+
+from idp import audit
+from idp.db import get_session, unit_of_work
+from idp.models import AuditEvent, StaffMember
+from tests.helpdesk_support import Officer, make_officer
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _page(officer: Officer) -> str:
+    response = officer.client.get("/helpdesk/audit")
+    assert response.status_code == 200
+    return str(response.get_data(as_text=True))
+
+
+def _state(page: str) -> str:
+    found = re.search(r'id="verification-state">([^<]*)<', page)
+    assert found, page
+    return found.group(1)
+
+
+def _press(officer: Officer) -> str:
+    """Press "Verify the log" and follow the redirect back to the audit page."""
+    response = officer.post("/helpdesk/audit/verify", {}, page="/helpdesk/audit")
+    assert response.status_code == 302 and response.location.endswith("/helpdesk/audit")
+    return _page(officer)
+
+
+def _events(app: Flask, name: str) -> list[AuditEvent]:
+    with app.app_context():
+        return list(get_session().scalars(select(AuditEvent).where(AuditEvent.event == name)
+                                          .order_by(AuditEvent.id)))
+
+
+def _staff_id(app: Flask, officer: Officer) -> str:
+    with app.app_context():
+        return str(get_session().scalar(select(StaffMember.id).where(StaffMember.email == officer.email)))
+
+
+def _fold(app: Flask) -> None:
+    result = app.test_cli_runner().invoke(args=["audit", "checkpoint"])
+    assert result.exit_code == 0, result.output
+
+
+def _run_queued(app: Flask) -> Any:
+    return app.test_cli_runner().invoke(args=["audit", "verify", "--queued"])
+
+
+def test_the_button_queues_one_verification_and_the_page_shows_its_outcome(app: Flask) -> None:
+    auditor, supervisor = make_officer(app, "auditor"), make_officer(app, "supervisor")
+    agent = make_officer(app, "agent")
+    _fold(app)
+    assert "No verification has been requested yet." in _page(auditor)
+
+    page = _press(auditor)
+    # The request runs nothing: it waits for the verifier, and says who asked and when.
+    assert "Verification requested" in page and _state(page) == "queued"
+    assert "Petugas auditor" in page and "Requested at" in page
+    assert "The log is intact" not in page and "Finished at" not in page
+    # Pressing again while it waits, whoever presses, adds nothing.
+    again = _press(supervisor)
+    assert "already queued" in again and _state(again) == "queued" and "Petugas auditor" in again
+    assert agent.post("/helpdesk/audit/verify", {}).status_code == 403
+    requests = _events(app, audit.VERIFY_REQUESTED)
+    assert [e.actor for e in requests] == [f"staff:{_staff_id(app, auditor)}"]
+
+    ran = _run_queued(app)
+    assert ran.exit_code == 0 and ran.output.startswith(f"verification {requests[0].id}: ok ("), \
+        ran.output
+    page = _page(auditor)
+    assert _state(page) == "passed" and "The log is intact" in page and "Finished at" in page
+    assert _run_queued(app).output.strip() == "verification: none queued"
+    started, = _events(app, audit.VERIFY_STARTED)
+    verified = [e for e in _events(app, audit.VERIFIED) if e.details.get("request") == requests[0].id]
+    assert started.details == {"request": requests[0].id}
+    assert len(verified) == 1 and verified[0].details["ok"] is True and verified[0].actor == "system"
+
+    # Once it has run, the next press queues a new one.
+    page = _press(supervisor)
+    assert _state(page) == "queued" and "Petugas supervisor" in page
+    assert len(_events(app, audit.VERIFY_REQUESTED)) == 2
+
+
+def test_a_broken_log_is_reported_with_what_failed(app: Flask) -> None:
+    auditor = make_officer(app, "auditor")
+    _fold(app)
+    with app.app_context():
+        third = get_session().scalars(select(AuditEvent.id).where(AuditEvent.leaf_index.is_not(None))
+                                      .order_by(AuditEvent.leaf_index)).all()[2]
+    with app.extensions["idp.engine"].begin() as conn:
+        conn.execute(update(AuditEvent).where(AuditEvent.id == third).values(actor="staff:someone"))
+    _press(auditor)
+    ran = _run_queued(app)
+    assert ran.exit_code == 1 and f"broken at row {third}" in ran.output
+    page = _page(auditor)
+    assert _state(page) == "failed"
+    assert f"The log is broken at event {third}" in page and "does not match its leaf hash" in page
+
+
+def test_a_verification_stopped_or_cut_off_says_so_and_another_can_be_requested(
+        app: Flask, backend: dict[str, str]) -> None:
+    from idp.cli import verify_queued
+
+    auditor = make_officer(app, "auditor")
+    _fold(app)
+    _press(auditor)
+    with app.app_context(), pytest.raises(audit.VerificationStopped):
+        verify_queued(stopping=lambda: True)  # the checkpointer is being stopped
+    page = _page(auditor)
+    assert _state(page) == "stopped" and "its process was told to stop" in page
+
+    # A verifier that claimed a request and was then killed: the page shows it running.
+    _press(auditor)
+    with app.app_context(), unit_of_work() as session:
+        cut_off = audit.claim_verification(session)
+    page = _page(auditor)
+    assert _state(page) == "running" and "Started at" in page
+    # One running does not stop another from being queued, and run.
+    assert _state(_press(auditor)) == "queued"
+    assert _run_queued(app).exit_code == 0
+    assert _state(_page(auditor)) == "passed"
+    stops = {e.details["request"]: e.details["reason"] for e in _events(app, audit.VERIFY_STOPPED)}
+    if "postgres" in backend["IDP_DATABASE_URL"]:
+        # The verifier's lock was free, so the cut-off verification's process was gone.
+        assert stops[cut_off] == "interrupted"
+    assert "stopped" in stops.values()
+
+
+def test_officers_pressing_at_once_queue_one_verification(app: Flask) -> None:
+    officers = [make_officer(app, "auditor") for _ in range(4)]
+    tokens = [o.token("/helpdesk/audit") for o in officers]
+    start = threading.Barrier(len(officers))
+    statuses: list[int] = []
+
+    def press(officer: Officer, token: str) -> None:
+        start.wait()
+        statuses.append(officer.client.post("/helpdesk/audit/verify",
+                                            data={"csrf_token": token}).status_code)
+
+    threads = [threading.Thread(target=press, args=pair) for pair in zip(officers, tokens, strict=True)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert statuses == [302] * len(officers)
+    assert len(_events(app, audit.VERIFY_REQUESTED)) == 1
+
+
+def test_the_checkpointer_runs_a_queued_verification_while_it_keeps_folding(
+        app: Flask, backend: dict[str, str]) -> None:
+    auditor = make_officer(app, "auditor")
+    process = subprocess.Popen(
+        [str(Path(sys.executable).parent / "flask"), "--app", "wsgi", "audit", "checkpoint",
+         "--forever", "--interval", "0.1"],
+        cwd=ROOT, env={**os.environ, **backend}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True)
+    try:
+        _press(auditor)
+        deadline = time.monotonic() + 40
+        page = _page(auditor)
+        while _state(page) != "passed" and time.monotonic() < deadline:
+            time.sleep(0.2)
+            page = _page(auditor)
+        assert _state(page) == "passed", page
+        assert "The log is intact" in page
+        while not _folded(app, audit.VERIFIED) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _folded(app, audit.VERIFIED)  # folding went on: the outcome is in the tree too
+    finally:
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=60)
+    assert process.returncode == 0, err
+    assert re.search(r"verification \d+: ok \(", out), out
+
+
+def _folded(app: Flask, name: str) -> bool:
+    with app.app_context():
+        return get_session().scalar(select(AuditEvent.id).where(
+            AuditEvent.event == name, AuditEvent.leaf_index.is_not(None)).limit(1)) is not None
