@@ -20,7 +20,7 @@ from authlib.oauth2.rfc9068 import JWTBearerTokenGenerator
 from flask import current_app
 from joserfc import jwt
 from joserfc.errors import JoseError
-from sqlalchemy import bindparam, insert, select, text, update
+from sqlalchemy import bindparam, insert, select, update
 
 from idp import audit, revocation, state
 from idp.config import Settings
@@ -108,30 +108,18 @@ _REVOKE_SIBLINGS = (update(Token).where(
     Token.refresh_revoked_at.is_(None)).values(refresh_revoked_at=bindparam("now")))
 
 
-# PostgreSQL does both in one statement: the siblings' UPDATE runs only when the claim took a row
-# (``claimed`` is empty otherwise), and the answer is the number of rows claimed.
-_CLAIM_AND_REVOKE_SIBLINGS = text("""
-    WITH claimed AS (
-        UPDATE oidc_token SET refresh_used_at = :now
-        WHERE id = :token_id AND refresh_used_at IS NULL
-        RETURNING grant_id),
-    siblings AS (
-        UPDATE oidc_token SET refresh_revoked_at = :now
-        WHERE grant_id IN (SELECT grant_id FROM claimed) AND id != :token_id
-          AND refresh_hash IS NOT NULL AND refresh_used_at IS NULL AND refresh_revoked_at IS NULL)
-    SELECT count(*) FROM claimed""")
-
-
 def claim_refresh(row: Token) -> bool:
     """Mark a refresh token used, atomically: of two concurrent uses one wins, the other is a reuse.
-    One live refresh token per grant: a sibling a retry left behind dies when either is used."""
+
+    Two statements, not one: the second takes a fresh snapshot, so it also revokes a token that a
+    concurrent use of a sibling committed while the claim waited on the row's lock (one statement's
+    CTEs share a snapshot taken before that wait, and would leave two live chains)."""
     conn = get_session().connection()
-    values = {"token_id": row.id, "now": utcnow()}
-    if conn.dialect.name == "postgresql":
-        return conn.execute(_CLAIM_AND_REVOKE_SIBLINGS, values).scalar_one() == 1
-    if rowcount(conn.execute(_CLAIM, values)) != 1:
+    now = utcnow()
+    if rowcount(conn.execute(_CLAIM, {"token_id": row.id, "now": now})) != 1:
         return False
-    conn.execute(_REVOKE_SIBLINGS, {**values, "of_grant": row.grant_id})
+    # One live refresh token per grant: a sibling a retry left behind dies when either is used.
+    conn.execute(_REVOKE_SIBLINGS, {"of_grant": row.grant_id, "token_id": row.id, "now": now})
     return True
 
 

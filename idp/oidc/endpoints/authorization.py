@@ -298,7 +298,6 @@ def _interact(rid: str, pending: PendingAuthorization, client: Client, prompt: s
               params: dict[str, str], level: int, allowed_factors: list[str] | None = None,
               details: dict[str, Any] | None = None) -> Response:
     """Keep the request server-side and send the browser to the page for ``prompt``."""
-    metrics.authorization("interaction")
     state.pending_authorizations.put(pending, rid)
     interaction = interactions.create(
         resume="", client_id=client.client_id, client_name=client.name, prompt=prompt,
@@ -309,4 +308,5 @@ def _interact(rid: str, pending: PendingAuthorization, client: Client, prompt: s
     interaction.resume = (url_for("authorization.resume", rid=rid) + "?"
                           + urlencode({"interaction": interaction.uid}))
     interactions.save(interaction)
+    metrics.authorization("interaction")  # once the store kept it: an outage counts as unavailable
     return redirect(url_for(PROMPT_PAGES[prompt], interaction=interaction.uid))
