@@ -10,6 +10,8 @@ from typing import Any
 from flask import Flask
 from flask.testing import FlaskClient
 
+from idp import state
+from idp.account.changes import NIK_SHOWN_WITHIN_SECONDS
 from tests.conftest import AuthActions, Factory, csrf_token, outbox_messages
 from tests.test_mfa_support import audit_events, code_at, enrol_totp, sso_of, submit_code
 
@@ -67,7 +69,7 @@ def test_changing_the_password_needs_the_current_one_and_ends_every_other_sessio
 
 
 def test_the_password_form_names_the_nik_for_password_managers(
-        client: FlaskClient, auth: AuthActions, factory: Factory) -> None:
+        app: Flask, client: FlaskClient, auth: AuthActions, factory: Factory) -> None:
     """The hidden username is what the login form saved (the NIK), so the new password replaces the
     right saved login; on a page shown again with an error too."""
     citizen = factory.citizen(locale="en")
@@ -90,6 +92,14 @@ def test_the_password_form_names_the_nik_for_password_managers(
         assert f'value="{citizen.nik}"' in username and " hidden" in username
         assert re.findall(r'name="(\w+)"', " ".join(found["current-password"])) == ["current"]
         assert re.findall(r'name="(\w+)"', " ".join(found["new-password"])) == ["password", "confirm"]
+    # A session whose login is no longer recent (a cookie someone else may hold) is not shown the
+    # full NIK, which every other page masks.
+    aged = sso_of(app, client)
+    aged.auth_time -= NIK_SHOWN_WITHIN_SECONDS + 60
+    with app.test_request_context():
+        state.sessions.put(aged, aged.key)
+    later = client.get("/account/password")
+    assert later.status_code == 200 and citizen.nik not in later.get_data(as_text=True)
 
 
 def test_a_citizen_with_a_second_factor_proves_it_before_changing_the_password(

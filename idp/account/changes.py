@@ -30,6 +30,9 @@ from idp.identity import passwords
 from idp.identity.problems import PASSWORD_PROBLEMS
 from idp.models import Citizen
 
+#: How recent a login must be for the password page to carry the full NIK (see ``change_password``).
+NIK_SHOWN_WITHIN_SECONDS = 10 * 60
+
 
 def _citizen() -> Citizen:
     citizen = current_citizen()
@@ -43,8 +46,15 @@ def change_password() -> Any:
         return step_up
     form = PasswordChangeForm()
 
+    # The hidden username tells a password manager which saved login to update. It is the full
+    # NIK, which every other page masks: only for a citizen who proved who they are moments ago,
+    # not for whoever holds an old session's cookie.
+    current = sso.current()
+    recent = current is not None and current.age <= NIK_SHOWN_WITHIN_SECONDS
+    username = citizen.nik if recent else ""
+
     def again(status: int) -> tuple[str, int]:
-        return render_template("account/password.html", form=form, username=citizen.nik), status
+        return render_template("account/password.html", form=form, username=username), status
 
     if request.method == "GET" or not form.validate_on_submit():
         return again(200 if request.method == "GET" else 400)
