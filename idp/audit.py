@@ -702,14 +702,22 @@ class Verification:
     outcome: dict[str, Any] = field(default_factory=dict)  # the last event's details
 
 
+def newest(session: Session, event: str) -> Any:
+    """The newest event of one kind (id, at, actor, details), or None: one step down the
+    (event, id) index, however large the log and however rare the kind."""
+    return session.execute(select(AuditEvent.id, AuditEvent.at, AuditEvent.actor, AuditEvent.details)
+                           .where(AuditEvent.event == event)
+                           .order_by(AuditEvent.id.desc()).limit(1)).first()
+
+
 def queued_request(session: Session) -> int | None:
     """The request waiting for a verifier, if any. Requests and starts are written under one lock
-    and a request is added only when none waits, so one waits exactly when the newest of them is a
-    request."""
-    newest = session.execute(select(AuditEvent.id, AuditEvent.event)
-                             .where(AuditEvent.event.in_((VERIFY_REQUESTED, VERIFY_STARTED)))
-                             .order_by(AuditEvent.id.desc()).limit(1)).first()
-    return newest.id if newest is not None and newest.event == VERIFY_REQUESTED else None
+    and a request is added only when none waits, so one waits exactly when the newest request is
+    newer than the newest start."""
+    request, started = newest(session, VERIFY_REQUESTED), newest(session, VERIFY_STARTED)
+    if request is None or (started is not None and started.id > request.id):
+        return None
+    return int(request.id)
 
 
 def request_verification(session: Session, actor: str) -> bool:
@@ -737,9 +745,7 @@ def claim_verification(session: Session, *, close_interrupted: bool = False) -> 
 
 def _close_interrupted(session: Session) -> None:
     # Each claim closes the one before it, so only the newest start can be unfinished.
-    started = session.execute(select(AuditEvent.id, AuditEvent.details)
-                              .where(AuditEvent.event == VERIFY_STARTED)
-                              .order_by(AuditEvent.id.desc()).limit(1)).first()
+    started = newest(session, VERIFY_STARTED)
     if started is None:
         return
     request_id = started.details.get("request")
@@ -762,9 +768,7 @@ def verification_stopped(session: Session, request_id: int, reason: str) -> None
 
 
 def latest_verification(session: Session) -> Verification | None:
-    request = session.execute(select(AuditEvent.id, AuditEvent.at, AuditEvent.actor)
-                              .where(AuditEvent.event == VERIFY_REQUESTED)
-                              .order_by(AuditEvent.id.desc()).limit(1)).first()
+    request = newest(session, VERIFY_REQUESTED)
     if request is None:
         return None
     found = Verification(request.id, request.at, request.actor)

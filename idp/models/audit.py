@@ -22,11 +22,13 @@ class AuditEvent(Base):
         # The checkpointer's queue: events not yet in the tree (few, whatever the log's size).
         Index("ix_audit_event_pending", "id", postgresql_where="leaf_index IS NULL",
               sqlite_where="leaf_index IS NULL"),
+        # The newest events of one kind, by one index step (``audit.newest``).
+        Index("ix_audit_event_event_id", "event", "id"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     at: Mapped[timestamp]
-    event: Mapped[str] = mapped_column(String(64), index=True)
+    event: Mapped[str] = mapped_column(String(64))
     actor: Mapped[str] = mapped_column(String(100))  # "citizen:<id>", "staff:<id>", "system", "anonymous"
     citizen_id: Mapped[str | None] = mapped_column(String(36), index=True, nullable=True)
     client_id: Mapped[str | None] = mapped_column(String(100), nullable=True)
