@@ -455,3 +455,42 @@ def test_a_portals_jwks_uri_is_fetched_once_for_many_assertions(app, client) -> 
         assert fetched == ["/jwks.json"]
     finally:
         server.shutdown()
+
+
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)  # SQLite has no row locks to wait on
+def test_a_refresh_token_revoked_while_its_claim_waits_is_refused_and_revokes_nothing(
+        app, client, factory) -> None:
+    """A sibling's use revokes this token while this use waits on the row's lock: the use is
+    refused, and is not taken for a reuse (which would revoke the grant the winner just rotated)."""
+    import threading
+
+    import sqlalchemy as sa
+
+    portal, code = _signed_in(app, client, factory, scope="openid profile offline_access")
+    first = portal.token(code).get_json()
+    engine = sa.create_engine(app.config["IDP"].database_url)
+    results: list[Any] = []
+    with engine.connect() as other:
+        # The winner's sibling revocation, not yet committed, holds the row's lock.
+        other.execute(sa.text("UPDATE oidc_token SET refresh_revoked_at = now() "
+                              "WHERE refresh_hash IS NOT NULL"))
+        use = threading.Thread(target=lambda: results.append(portal.refresh(first["refresh_token"])))
+        use.start()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:  # until the claim waits on that lock
+            # From a connection of its own: a transaction sees one snapshot of pg_stat_activity.
+            with engine.connect() as watcher:
+                waiting = watcher.execute(sa.text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                    "AND datname = current_database()")).scalar()
+            if waiting:
+                break
+            time.sleep(0.02)
+        assert waiting, "the claim never waited on the row's lock"
+        other.commit()
+    use.join(10)
+    engine.dispose()
+    assert results[0].get_json()["error"] == "invalid_grant"
+    # Not a reuse: the grant stands, so its access token still works.
+    info = client.get("/userinfo", headers={"Authorization": f"Bearer {first['access_token']}"})
+    assert info.status_code == 200

@@ -204,6 +204,10 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
         row = refresh_token.row
         if not refresh_token.retrying and not tokens.claim_refresh(row):
             get_session().refresh(row)
+            if row.refresh_used_at is None:
+                # Revoked, not used, while the claim waited: a concurrent use of a sibling (or a
+                # revocation of the grant) won. Not a reuse, so the winner's chain lives on.
+                raise InvalidGrantError("The refresh token is not valid.")
             if not tokens.retry_allowed(row):
                 self._reused(row)  # a use long ago, a second retry, or the chain moved on
                 raise InvalidGrantError("The refresh token is not valid.")

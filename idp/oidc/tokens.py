@@ -100,7 +100,8 @@ def save(token: dict[str, Any], context: dict[str, Any], client: Client, citizen
 
 # The statements of the token endpoint and userinfo, built once: building an expression and its
 # cache key on every request was a measurable share of a refresh grant's CPU.
-_CLAIM = (update(Token).where(Token.id == bindparam("token_id"), Token.refresh_used_at.is_(None))
+_CLAIM = (update(Token).where(Token.id == bindparam("token_id"), Token.refresh_used_at.is_(None),
+                              Token.refresh_revoked_at.is_(None))
           .values(refresh_used_at=bindparam("now")))
 _REVOKE_SIBLINGS = (update(Token).where(
     Token.grant_id == bindparam("of_grant"), Token.id != bindparam("token_id"),
@@ -110,6 +111,8 @@ _REVOKE_SIBLINGS = (update(Token).where(
 
 def claim_refresh(row: Token) -> bool:
     """Mark a refresh token used, atomically: of two concurrent uses one wins, the other is a reuse.
+    A token revoked while its claim waited on the row's lock (a sibling's use revoked it) is not
+    claimed either; the caller tells the two apart by ``refresh_used_at``.
 
     Two statements, not one: the second takes a fresh snapshot, so it also revokes a token that a
     concurrent use of a sibling committed while the claim waited on the row's lock (one statement's
