@@ -567,7 +567,7 @@ def test_an_event_deleted_while_it_is_folded_is_never_signed_over(app: Flask) ->
         victim = get_session().scalar(select(sa.func.max(AuditEvent.id)))
 
     def delete_first(conn: sa.Connection, _cursor: object, statement: str, *_args: object) -> None:
-        if statement.lstrip().startswith("UPDATE audit_event SET leaf_index"):
+        if statement.lstrip().startswith("UPDATE audit_event") and "SET leaf_index" in statement:
             with engine.connect() as other:  # another writer, between the read and the update
                 other.execute(AuditEvent.__table__.delete().where(AuditEvent.id == victim))
                 other.commit()
@@ -578,6 +578,24 @@ def test_an_event_deleted_while_it_is_folded_is_never_signed_over(app: Flask) ->
     finally:
         sa.event.remove(engine, "before_cursor_execute", delete_first)
     assert refused.exit_code == 1 and "vanished while being folded" in refused.output
+    with app.app_context():
+        assert get_session().scalar(select(sa.func.max(AuditCheckpoint.tree_size))) == 3
+
+
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)  # SQLite's key is the id alone
+def test_an_event_slipped_in_under_the_id_of_one_in_the_tree_is_never_signed_over(app: Flask) -> None:
+    """PostgreSQL's key is (id, at): a row with a folded event's id and another time can be
+    inserted, and would give one id two leaves."""
+    write_events(app, 3)
+    checkpoint(app)
+    write_events(app, 2)
+    first = leaf_ids(app)[0]
+    with app.extensions["idp.engine"].begin() as conn:
+        conn.execute(AuditEvent.__table__.insert().values(
+            id=first, at=dt.datetime(2026, 1, 2, tzinfo=dt.UTC), event="login", actor="citizen:x",
+            details={}))
+    refused = app.test_cli_runner().invoke(args=["audit", "checkpoint"])
+    assert refused.exit_code == 1 and "has the id of one already in it" in refused.output
     with app.app_context():
         assert get_session().scalar(select(sa.func.max(AuditCheckpoint.tree_size))) == 3
 
