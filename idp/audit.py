@@ -577,19 +577,36 @@ class VerificationStopped(Exception):
 
 
 @contextmanager
-def snapshot(engine: Engine, verifier_lock: bool = False) -> Iterator[Session | None]:
-    """A session on one snapshot of the log (REPEATABLE READ on PostgreSQL). With
-    ``verifier_lock`` its transaction holds the lock of the one verification that runs at a time
-    (PostgreSQL), and it is None when another verification holds it."""
+def snapshot(engine: Engine) -> Iterator[Session]:
+    """A session on one snapshot of the log (REPEATABLE READ on PostgreSQL)."""
     with engine.connect() as conn:
         if conn.dialect.name == "postgresql":
             conn = conn.execution_options(isolation_level="REPEATABLE READ")
-            if verifier_lock and not conn.execute(text("SELECT pg_try_advisory_xact_lock(:k)"),
-                                                  {"k": _VERIFIER_LOCK}).scalar():
-                yield None
-                return
         with Session(bind=conn) as session:
             yield session
+
+
+@contextmanager
+def verifier_lock(engine: Engine) -> Iterator[bool]:
+    """Whether this process holds the lock of the one verification that runs at a time, for the
+    block (PostgreSQL; on SQLite always). A session lock on a connection outside any transaction: a
+    verification reading a replica keeps no snapshot open on the primary for hours. A process that
+    dies loses its connection, and the lock with it."""
+    if engine.dialect.name != "postgresql":
+        yield True
+        return
+    with engine.connect() as conn:
+        conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+        held = bool(conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": _VERIFIER_LOCK}).scalar())
+        try:
+            yield held
+        finally:
+            if held:
+                try:
+                    conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _VERIFIER_LOCK})
+                except Exception:
+                    conn.invalidate()  # closed, not pooled: the server drops the lock with it
+                    raise
 
 
 def verify_in(session: Session, pinned: Verifier | None = None,

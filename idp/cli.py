@@ -9,7 +9,8 @@ from __future__ import annotations
 import base64
 import json
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,7 +19,7 @@ from flask import Flask, current_app
 from flask.cli import AppGroup
 
 from idp import audit, cache
-from idp.db import get_engine, get_session, unit_of_work
+from idp.db import get_engine, get_session, make_engine, unit_of_work
 from idp.signed_note import Signer, Verifier, load_or_create
 from idp.store import DatabaseStore, get_store
 
@@ -32,6 +33,7 @@ MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 # by every web worker that builds the app and so lists these commands.
 if TYPE_CHECKING:
     from alembic.config import Config
+    from sqlalchemy.engine import Engine
 
 
 def alembic_config(url: str) -> Config:
@@ -183,6 +185,22 @@ def _verify_queued_until(app: Flask, stop: threading.Event) -> None:
             stop.wait(VERIFY_POLL_SECONDS)
 
 
+@contextmanager
+def verification_source() -> Iterator[Engine]:
+    """Where a verification reads the log: ``IDP_AUDIT_VERIFY_DATABASE_URL`` (a replica: reading
+    the whole log is hours of I/O that the primary's sign-ons need), else the primary. Its outcome
+    is written to the primary either way."""
+    url = current_app.config["IDP"].audit_verify_database_url
+    if not url:
+        yield get_engine()
+        return
+    engine = make_engine(url)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
 def verify_queued(pinned: Verifier | None = None, stopping: Callable[[], bool] | None = None
                   ) -> tuple[int, audit.VerifyResult] | str:
     """Run the verification the helpdesk queued, if any, recording its start and outcome in the
@@ -194,8 +212,8 @@ def verify_queued(pinned: Verifier | None = None, stopping: Callable[[], bool] |
         if audit.queued_request(session) is None:  # the usual answer, without taking a lock
             return "none queued"
     engine = get_engine()
-    with audit.snapshot(engine, verifier_lock=True) as snapshot:
-        if snapshot is None:
+    with audit.verifier_lock(engine) as held:
+        if not held:
             return "another verification is running"
         with unit_of_work() as session:
             request_id = audit.claim_verification(
@@ -203,7 +221,8 @@ def verify_queued(pinned: Verifier | None = None, stopping: Callable[[], bool] |
         if request_id is None:
             return "none queued"
         try:
-            result = audit.verify_in(snapshot, pinned, stopping)
+            with verification_source() as source, audit.snapshot(source) as snapshot:
+                result = audit.verify_in(snapshot, pinned, stopping)
         except Exception as e:
             reason = "stopped" if isinstance(e, audit.VerificationStopped) else type(e).__name__
             with unit_of_work() as session:
@@ -245,7 +264,8 @@ def audit_verify(pinned: str | None, queued: bool) -> None:
     verifier = Verifier.parse(pinned) if pinned else None
     prefix = ""
     if not queued:
-        result = audit.verify(get_engine(), verifier)
+        with verification_source() as source:
+            result = audit.verify(source, verifier)
     else:
         ran = verify_queued(verifier)
         if isinstance(ran, str):

@@ -99,6 +99,9 @@ class Settings:
     # The verifier key every checkpoint must be signed by (``flask audit key`` prints it). Unset, the
     # key of the first checkpoint is trusted for all later ones.
     audit_verifier_key: str | None = None
+    # Where ``flask audit verify`` and the helpdesk's queued verifications read the log: a
+    # PostgreSQL replica. Unset, the primary.
+    audit_verify_database_url: str | None = None
 
     @property
     def embedded(self) -> bool:
@@ -183,7 +186,12 @@ def load_settings(overrides: dict[str, str] | None = None) -> Settings:
         outbox_retry_seconds=number("OUTBOX_RETRY_SECONDS", 30),
         audit_key_file=optional("AUDIT_KEY_FILE"),
         audit_verifier_key=optional("AUDIT_VERIFIER_KEY"),
+        audit_verify_database_url=optional("AUDIT_VERIFY_DATABASE_URL"),
     )
+    if settings.audit_verify_database_url and (
+            settings.embedded or not settings.audit_verify_database_url.startswith("postgresql")):
+        raise ConfigError("IDP_AUDIT_VERIFY_DATABASE_URL names a PostgreSQL replica of "
+                          "IDP_DATABASE_URL, which must be PostgreSQL too")
     if settings.argon2_concurrency < 1:
         raise ConfigError("IDP_ARGON2_CONCURRENCY must be at least 1")
     if settings.db_ping_after_idle_ms < 0:

@@ -196,3 +196,79 @@ def _folded(app: Flask, name: str) -> bool:
     with app.app_context():
         return get_session().scalar(select(AuditEvent.id).where(
             AuditEvent.event == name, AuditEvent.leaf_index.is_not(None)).limit(1)) is not None
+
+
+def _copy_log(source_url: str, target_url: str) -> None:
+    """The audit tables of one database copied into another (standing in for a streaming replica,
+    which this test cannot start: it tells the reads' source apart by what each holds)."""
+    import sqlalchemy as sa
+
+    from idp.models import AuditCheckpoint, AuditNode
+
+    source, target = sa.create_engine(source_url), sa.create_engine(target_url)
+    with source.connect() as read, target.begin() as write:
+        for table in (AuditEvent.__table__, AuditNode.__table__, AuditCheckpoint.__table__):
+            rows = [dict(r._mapping) for r in read.execute(table.select())]
+            if rows:  # a small log has no stored subtrees
+                write.execute(table.insert(), rows)
+    source.dispose()
+    target.dispose()
+
+
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+def test_verifications_read_the_replica_and_record_their_outcome_on_the_primary(
+        backend: dict[str, str]) -> None:
+    """With IDP_AUDIT_VERIFY_DATABASE_URL the whole-log read goes to the replica; the request,
+    the start and the outcome stay in the primary's log. A replica that differs is caught."""
+    import sqlalchemy as sa
+
+    from idp.cli import verify_queued
+    from tests.conftest import create_pg_database, drop_pg_database, make_app, run_id
+
+    replica = create_pg_database(f"satuid_replica_{run_id()}")
+    try:
+        primary = make_app(backend)
+        auditor = make_officer(primary, "auditor")
+        _fold(primary)
+        _copy_log(backend["IDP_DATABASE_URL"], replica)
+        with sa.create_engine(replica).begin() as conn:
+            second = conn.execute(select(AuditEvent.id).where(AuditEvent.leaf_index == 1)).scalar()
+            conn.execute(update(AuditEvent).where(AuditEvent.id == second).values(actor="staff:x"))
+        app = make_app({**backend, "IDP_AUDIT_VERIFY_DATABASE_URL": replica})
+        _press(auditor)
+        ran = _run_queued(app)
+        assert ran.exit_code == 1 and f"broken at row {second}" in ran.output
+        assert _state(_page(auditor)) == "failed"
+        with sa.create_engine(replica).connect() as conn:  # nothing was written to the replica
+            assert conn.execute(select(sa.func.count()).select_from(AuditEvent).where(
+                AuditEvent.event.in_((audit.VERIFY_STARTED, audit.VERIFIED)))).scalar() == 0
+        # Read from the primary, the same log is intact.
+        direct = primary.test_cli_runner().invoke(args=["audit", "verify"])
+        assert direct.exit_code == 0 and direct.output.startswith("ok"), direct.output
+        via_replica = app.test_cli_runner().invoke(args=["audit", "verify"])
+        assert via_replica.exit_code == 1 and f"broken at row {second}" in via_replica.output
+
+        # One verification at a time: the lock is a session lock on the primary.
+        _press(auditor)
+        holder = sa.create_engine(backend["IDP_DATABASE_URL"])
+        with holder.connect() as conn:
+            conn.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": audit._VERIFIER_LOCK})
+            with app.app_context():
+                assert verify_queued() == "another verification is running"
+            conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": audit._VERIFIER_LOCK})
+        holder.dispose()
+        with app.app_context():
+            ran_now = verify_queued()
+        assert not isinstance(ran_now, str) and not ran_now[1].ok
+        for each in (primary, app):
+            each.extensions["idp.engine"].dispose()
+    finally:
+        drop_pg_database(replica)
+
+
+def test_a_verification_replica_must_be_postgresql(backend: dict[str, str]) -> None:
+    from idp.config import ConfigError
+    from tests.conftest import make_app
+
+    with pytest.raises(ConfigError, match="IDP_AUDIT_VERIFY_DATABASE_URL"):
+        make_app({**backend, "IDP_AUDIT_VERIFY_DATABASE_URL": "sqlite:///elsewhere.db"})
