@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import fcntl
 import json
 import uuid
 from collections import Counter
@@ -591,9 +592,23 @@ def verifier_lock(engine: Engine) -> Iterator[bool]:
     """Whether this process holds the lock of the one verification that runs at a time, for the
     block (PostgreSQL; on SQLite always). A session lock on a connection outside any transaction: a
     verification reading a replica keeps no snapshot open on the primary for hours. A process that
-    dies loses its connection, and the lock with it."""
+    dies loses its connection, and the lock with it. On SQLite, a lock on a file beside the
+    database, which the kernel drops with the process that held it."""
     if engine.dialect.name != "postgresql":
-        yield True
+        database = engine.url.database
+        if not database or database == ":memory:":  # no other process can see this database
+            yield True
+            return
+        with open(f"{database}.verifier-lock", "a") as file:
+            try:
+                fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            try:
+                yield True
+            finally:
+                fcntl.flock(file, fcntl.LOCK_UN)
         return
     with engine.connect() as conn:
         conn = conn.execution_options(isolation_level="AUTOCOMMIT")

@@ -204,10 +204,9 @@ def verification_source() -> Iterator[Engine]:
 def verify_queued(pinned: Verifier | None = None, stopping: Callable[[], bool] | None = None
                   ) -> tuple[int, audit.VerifyResult] | str:
     """Run the verification the helpdesk queued, if any, recording its start and outcome in the
-    log: the request's id and the result, or why none ran. One runs at a time (PostgreSQL: the
-    verifier's lock, held by the snapshot it reads). A claimed verification ends with an outcome or
-    a stop; if its process is killed instead, on PostgreSQL the next claim records it as
-    interrupted."""
+    log: the request's id and the result, or why none ran. One runs at a time
+    (``audit.verifier_lock``). A claimed verification ends with an outcome or
+    a stop; if its process is killed instead, the next claim records it as interrupted."""
     with unit_of_work() as session:
         if audit.queued_request(session) is None:  # the usual answer, without taking a lock
             return "none queued"
@@ -216,8 +215,7 @@ def verify_queued(pinned: Verifier | None = None, stopping: Callable[[], bool] |
         if not held:
             return "another verification is running"
         with unit_of_work() as session:
-            request_id = audit.claim_verification(
-                session, close_interrupted=engine.dialect.name == "postgresql")
+            request_id = audit.claim_verification(session, close_interrupted=True)
         if request_id is None:
             return "none queued"
         try:
