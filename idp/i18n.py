@@ -107,7 +107,12 @@ def translation_dirs() -> list[str]:
 
 
 def compile_catalogs() -> None:
-    """Compile every ``.po`` to ``.mo`` (run by ``make install``; the .mo files are not kept in git)."""
+    """Compile every ``.po`` to ``.mo`` (run by ``make install``; the .mo files are not kept in git).
+
+    Each file is written beside its place and renamed into it: a process loading the catalogs
+    meanwhile (a running server, another test session) reads the old file or the new, never half
+    of one."""
+    import os
     from pathlib import Path
 
     from babel.messages.mofile import write_mo
@@ -117,8 +122,11 @@ def compile_catalogs() -> None:
         for po in Path(directory).glob("*/LC_MESSAGES/*.po"):
             with po.open("rb") as f:
                 catalog = read_po(f)
-            with po.with_suffix(".mo").open("wb") as f:
+            mo = po.with_suffix(".mo")
+            partial = mo.with_name(f".{mo.name}.{os.getpid()}")
+            with partial.open("wb") as f:
                 write_mo(f, catalog)
+            partial.replace(mo)
 
 
 if __name__ == "__main__":
