@@ -21,6 +21,7 @@ import base64
 import datetime as dt
 import fcntl
 import json
+import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -561,18 +562,6 @@ def _rows(session: Session) -> Iterator[AuditEvent]:
     yield from session.scalars(stmt.execution_options(yield_per=2000))
 
 
-def verify(engine: Engine, pinned: Verifier | None = None) -> VerifyResult:
-    """Recompute every leaf from its event, every stored node from its children, and every
-    checkpoint's root from the leaves, and check each checkpoint's signature against ``pinned``
-    (the key a monitor trusts), else ``trusted_key``. Reports the first problem.
-
-    Reads one snapshot (REPEATABLE READ on PostgreSQL), so a checkpoint committed meanwhile is
-    neither half seen nor taken for tampering."""
-    with snapshot(engine) as session:
-        assert session is not None
-        return verify_in(session, pinned)
-
-
 class VerificationStopped(Exception):
     """The verifier was asked to stop before it had read the whole log."""
 
@@ -587,46 +576,72 @@ def snapshot(engine: Engine) -> Iterator[Session]:
             yield session
 
 
+class VerifierLock:
+    """The lock of the one verification that runs at a time, as this process holds it."""
+
+    #: How often ``alive`` asks the server whether the lock's connection is still there.
+    CHECK_EVERY_SECONDS = 10.0
+
+    def __init__(self, held: bool, conn: Connection | None = None) -> None:
+        self.held = held
+        self._conn = conn
+        self._checked = time.monotonic()
+        self.lost = False
+
+    def alive(self) -> bool:
+        """False once the lock's connection is gone (an idle timeout, a failover): the lock went
+        with it, and another verifier may start. Asks the server at most every few seconds."""
+        if self._conn is None or self.lost:
+            return not self.lost
+        if time.monotonic() - self._checked >= self.CHECK_EVERY_SECONDS:
+            self._checked = time.monotonic()
+            try:
+                self._conn.execute(text("SELECT 1"))
+            except Exception:
+                self.lost = True
+        return not self.lost
+
+
 @contextmanager
-def verifier_lock(engine: Engine) -> Iterator[bool]:
-    """Whether this process holds the lock of the one verification that runs at a time, for the
-    block (PostgreSQL; on SQLite always). A session lock on a connection outside any transaction: a
-    verification reading a replica keeps no snapshot open on the primary for hours. A process that
-    dies loses its connection, and the lock with it. On SQLite, a lock on a file beside the
-    database, which the kernel drops with the process that held it."""
+def verifier_lock(engine: Engine) -> Iterator[VerifierLock]:
+    """The verifier's lock for the block, if free (``held``). On PostgreSQL a transaction lock, in a
+    READ COMMITTED transaction kept open and idle: it pins one server connection even behind
+    PgBouncer in transaction mode, keeps no snapshot (a verification reading a replica holds nothing
+    back on the primary), and ends with the transaction, whether the block ends, raises or its
+    process dies. On SQLite, a lock on a file beside the database, which the kernel drops with the
+    process that held it."""
     if engine.dialect.name != "postgresql":
         database = engine.url.database
         if not database or database == ":memory:":  # no other process can see this database
-            yield True
+            yield VerifierLock(True)
             return
         with open(f"{database}.verifier-lock", "a") as file:
             try:
                 fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                yield False
+                yield VerifierLock(False)
                 return
             try:
-                yield True
+                yield VerifierLock(True)
             finally:
                 fcntl.flock(file, fcntl.LOCK_UN)
         return
-    with engine.connect() as conn:
-        conn = conn.execution_options(isolation_level="AUTOCOMMIT")
-        held = bool(conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": _VERIFIER_LOCK}).scalar())
-        try:
-            yield held
-        finally:
-            if held:
-                try:
-                    conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _VERIFIER_LOCK})
-                except Exception:
-                    conn.invalidate()  # closed, not pooled: the server drops the lock with it
-                    raise
+    with engine.connect() as conn:  # closing it rolls back, and so releases the lock
+        conn = conn.execution_options(isolation_level="READ COMMITTED")
+        held = bool(conn.execute(text("SELECT pg_try_advisory_xact_lock(:k)"),
+                                 {"k": _VERIFIER_LOCK}).scalar())
+        yield VerifierLock(held, conn if held else None)
 
 
 def verify_in(session: Session, pinned: Verifier | None = None,
               stopping: Callable[[], bool] | None = None) -> VerifyResult:
-    """``verify`` on a ``snapshot``; raises VerificationStopped once ``stopping()`` says so."""
+    """Recompute every leaf from its event, every stored node from its children, and every
+    checkpoint's root from the leaves, and check each checkpoint's signature against ``pinned``
+    (the key a monitor trusts), else ``trusted_key``. Reports the first problem.
+
+    Reads one ``snapshot`` (REPEATABLE READ on PostgreSQL), so a checkpoint committed meanwhile is
+    neither half seen nor taken for tampering. Raises VerificationStopped once ``stopping()`` says
+    so."""
     checkpoints = list(session.scalars(select(AuditCheckpoint).order_by(AuditCheckpoint.tree_size)))
     pending = session.scalar(select(func.count()).select_from(AuditEvent)
                              .where(AuditEvent.leaf_index.is_(None))) or 0

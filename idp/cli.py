@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -34,6 +35,7 @@ MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 if TYPE_CHECKING:
     from alembic.config import Config
     from sqlalchemy.engine import Engine
+    from sqlalchemy.orm import Session
 
 
 def alembic_config(url: str) -> Config:
@@ -211,24 +213,75 @@ def verify_queued(pinned: Verifier | None = None, stopping: Callable[[], bool] |
         if audit.queued_request(session) is None:  # the usual answer, without taking a lock
             return "none queued"
     engine = get_engine()
-    with audit.verifier_lock(engine) as held:
-        if not held:
+    with audit.verifier_lock(engine) as lock:
+        if not lock.held:
             return "another verification is running"
         with unit_of_work() as session:
             request_id = audit.claim_verification(session, close_interrupted=True)
+            newest = _newest_checkpoint(session)
         if request_id is None:
             return "none queued"
+
+        def stop_now() -> bool:
+            # A verifier whose lock went (its connection dropped) stops: another may have started.
+            return (stopping is not None and stopping()) or not lock.alive()
+
         try:
-            with verification_source() as source, audit.snapshot(source) as snapshot:
-                result = audit.verify_in(snapshot, pinned, stopping)
+            with verification_source() as source:
+                result = _verify_caught_up(source, newest, pinned, stop_now)
         except Exception as e:
-            reason = "stopped" if isinstance(e, audit.VerificationStopped) else type(e).__name__
+            if isinstance(e, ReplicaBehind):
+                reason = "replica_behind"
+            elif isinstance(e, audit.VerificationStopped):
+                reason = "lost_lock" if lock.lost else "stopped"
+            else:
+                reason = type(e).__name__
             with unit_of_work() as session:
                 audit.verification_stopped(session, request_id, reason)
             raise
         with unit_of_work() as session:
             audit.verification_finished(session, request_id, result)
     return request_id, result
+
+
+#: How long a verification waits for the replica it reads to reach the primary's newest checkpoint.
+REPLICA_WAIT_SECONDS = 60.0
+
+
+class ReplicaBehind(audit.VerificationStopped):
+    """The replica has not reached the primary's newest checkpoint (its replay lags or stopped)."""
+
+
+def _newest_checkpoint(session: Session) -> tuple[int, bytes] | None:
+    """The primary's newest checkpoint, for a verification that reads a replica to wait for (None
+    without one: the primary is read, and its own snapshot is the log as it stands)."""
+    if not current_app.config["IDP"].audit_verify_database_url:
+        return None
+    newest = audit.checkpoint_at(session)
+    return (newest.tree_size, bytes(newest.root_hash)) if newest else None
+
+
+def _verify_caught_up(source: Engine, newest: tuple[int, bytes] | None, pinned: Verifier | None,
+                      stopping: Callable[[], bool] | None = None) -> audit.VerifyResult:
+    """``audit.verify_in`` on a snapshot of ``source`` that holds the primary's ``newest``
+    checkpoint: a replica that lags is waited for, a minute at most, and one that stopped replaying
+    is reported (``ReplicaBehind``) rather than passing an older part of the log. A replica whose
+    checkpoint of that size has another root holds another log: the verification fails."""
+    deadline = time.monotonic() + REPLICA_WAIT_SECONDS
+    while True:
+        with audit.snapshot(source) as snapshot:
+            found = audit.checkpoint_at(snapshot, newest[0]) if newest else None
+            if newest is None or found is not None:
+                if newest is not None and found is not None and bytes(found.root_hash) != newest[1]:
+                    return audit.VerifyResult(False, 0, reason=(
+                        f"the checkpoint of {newest[0]} events read has another root than the "
+                        "primary's"))
+                return audit.verify_in(snapshot, pinned, stopping)
+        if time.monotonic() >= deadline:
+            raise ReplicaBehind(f"the replica has not reached checkpoint {newest[0]}")
+        if stopping is not None and stopping():
+            raise audit.VerificationStopped("stopped while waiting for the replica")
+        time.sleep(1)
 
 
 def _verify_summary(result: audit.VerifyResult) -> str:
@@ -262,8 +315,13 @@ def audit_verify(pinned: str | None, queued: bool) -> None:
     verifier = Verifier.parse(pinned) if pinned else None
     prefix = ""
     if not queued:
+        with unit_of_work() as session:
+            newest = _newest_checkpoint(session)
         with verification_source() as source:
-            result = audit.verify(source, verifier)
+            try:
+                result = _verify_caught_up(source, newest, verifier)
+            except ReplicaBehind as e:
+                raise click.ClickException(str(e)) from None
     else:
         ran = verify_queued(verifier)
         if isinstance(ran, str):

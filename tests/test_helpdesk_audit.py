@@ -144,20 +144,55 @@ def test_a_verification_stopped_or_cut_off_says_so_and_another_can_be_requested(
     assert "stopped" in stops.values()
 
 
-def test_one_verification_runs_at_a_time(app: Flask) -> None:
-    """While another process's verifier holds the lock, a queued verification waits for it."""
+def test_one_verification_runs_at_a_time(app: Flask, backend: dict[str, str]) -> None:
+    """While another process's verifier holds the lock, a queued verification waits for it; a
+    verification that ends leaves the lock free (not kept by a pooled connection)."""
+    import sqlalchemy as sa
+
     from idp.cli import verify_queued
 
     auditor = make_officer(app, "auditor")
     _fold(app)
     _press(auditor)
-    with audit.verifier_lock(app.extensions["idp.engine"]) as held:
-        assert held
+    other = sa.create_engine(backend["IDP_DATABASE_URL"])  # another process's connections
+    with audit.verifier_lock(other) as lock:
+        assert lock.held
         with app.app_context():
             assert verify_queued() == "another verification is running"
         assert _state(_page(auditor)) == "queued"
     assert _run_queued(app).exit_code == 0
     assert _state(_page(auditor)) == "passed"
+    with audit.verifier_lock(other) as lock:
+        assert lock.held
+    other.dispose()
+
+
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+def test_a_verifier_whose_lock_connection_drops_stops_and_says_so(
+        app: Flask, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An idle timeout or a failover drops the lock with its connection, and another verifier
+    could start: this one stops rather than run beside it."""
+    import sqlalchemy as sa
+
+    from idp.cli import verify_queued
+
+    auditor = make_officer(app, "auditor")
+    _fold(app)
+    _press(auditor)
+    monkeypatch.setattr(audit.VerifierLock, "CHECK_EVERY_SECONDS", 0.0)
+    engine = app.extensions["idp.engine"]
+
+    def drop_the_lock() -> bool:
+        with engine.connect() as conn:  # as an idle timeout would
+            conn.execute(sa.text(
+                "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' "
+                "AND objid = :k"), {"k": audit._VERIFIER_LOCK})
+        return False
+
+    with app.app_context(), pytest.raises(audit.VerificationStopped):
+        verify_queued(stopping=drop_the_lock)
+    page = _page(auditor)
+    assert _state(page) == "stopped" and "its connection to the database dropped" in page
 
 
 def test_officers_pressing_at_once_queue_one_verification(app: Flask) -> None:
@@ -232,12 +267,12 @@ def _copy_log(source_url: str, target_url: str) -> None:
 
 @pytest.mark.parametrize("backend", ["postgres"], indirect=True)
 def test_verifications_read_the_replica_and_record_their_outcome_on_the_primary(
-        backend: dict[str, str]) -> None:
+        backend: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
     """With IDP_AUDIT_VERIFY_DATABASE_URL the whole-log read goes to the replica; the request,
     the start and the outcome stay in the primary's log. A replica that differs is caught."""
     import sqlalchemy as sa
 
-    from idp.cli import verify_queued
+    from idp.cli import ReplicaBehind, verify_queued
     from tests.conftest import create_pg_database, drop_pg_database, make_app, run_id
 
     replica = create_pg_database(f"satuid_replica_{run_id()}")
@@ -263,18 +298,18 @@ def test_verifications_read_the_replica_and_record_their_outcome_on_the_primary(
         via_replica = app.test_cli_runner().invoke(args=["audit", "verify"])
         assert via_replica.exit_code == 1 and f"broken at row {second}" in via_replica.output
 
-        # One verification at a time: the lock is a session lock on the primary.
+        # A replica that stopped replaying: the primary's newest checkpoint never reaches it.
+        with primary.app_context(), unit_of_work():
+            audit.append("login", actor="citizen:x")
+        _fold(primary)
+        monkeypatch.setattr("idp.cli.REPLICA_WAIT_SECONDS", 0.5)
         _press(auditor)
-        holder = sa.create_engine(backend["IDP_DATABASE_URL"])
-        with holder.connect() as conn:
-            conn.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": audit._VERIFIER_LOCK})
-            with app.app_context():
-                assert verify_queued() == "another verification is running"
-            conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": audit._VERIFIER_LOCK})
-        holder.dispose()
-        with app.app_context():
-            ran_now = verify_queued()
-        assert not isinstance(ran_now, str) and not ran_now[1].ok
+        with app.app_context(), pytest.raises(ReplicaBehind):
+            verify_queued()
+        page = _page(auditor)
+        assert _state(page) == "stopped" and "had not caught up with the log" in page
+        behind = app.test_cli_runner().invoke(args=["audit", "verify"])
+        assert behind.exit_code == 1 and "has not reached checkpoint" in behind.output
         for each in (primary, app):
             each.extensions["idp.engine"].dispose()
     finally:

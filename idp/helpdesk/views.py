@@ -358,7 +358,11 @@ def _audit_page(before: int | None) -> str:
             member = None
         requested_by = member.name if member else verification.requested_by
     stop_reasons = {"stopped": _("its process was told to stop"),
-                    "interrupted": _("its process ended before it could finish")}
+                    "interrupted": _("its process ended before it could finish"),
+                    "lost_lock": _("its connection to the database dropped, so another "
+                                   "verification could have started"),
+                    "replica_behind": _("the replica it reads had not caught up with the log "
+                                        "within a minute")}
     return render_template("helpdesk/audit.html", rows=db.scalars(stmt).all(),
                            verification=verification, requested_by=requested_by,
                            stop_reasons=stop_reasons)
