@@ -176,9 +176,11 @@ def _verify_queued_until(app: Flask, stop: threading.Event) -> None:
         while not stop.is_set():
             try:
                 ran = verify_queued(stopping=stop.is_set)
-            except audit.VerificationStopped:
-                click.echo("verification: stopped, and recorded as such", err=True)
-                return
+            except audit.VerificationStopped as e:
+                click.echo(f"verification: stopped ({e}), and recorded as such", err=True)
+                if stop.is_set():
+                    return
+                ran = ""  # the lock dropped or the replica lags: the next request may fare better
             except Exception as e:  # an outage: the next claim records the verification as interrupted
                 click.echo(f"verification failed: {type(e).__name__}", err=True)
                 ran = ""

@@ -322,3 +322,27 @@ def test_a_verification_replica_must_be_postgresql(backend: dict[str, str]) -> N
 
     with pytest.raises(ConfigError, match="IDP_AUDIT_VERIFY_DATABASE_URL"):
         make_app({**backend, "IDP_AUDIT_VERIFY_DATABASE_URL": "sqlite:///elsewhere.db"})
+
+
+def test_the_checkpointers_verifier_goes_on_after_a_verification_that_could_not_finish(
+        app: Flask, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A lagging replica or a dropped lock stops one verification, not the verifier: only the
+    checkpointer's own stop ends its thread."""
+    from idp import cli
+
+    stop = threading.Event()
+    calls: list[str] = []
+
+    def one_verification(stopping: Any = None) -> str:
+        calls.append("ran")
+        if len(calls) == 1:
+            raise cli.ReplicaBehind("the replica has not reached checkpoint 3")
+        stop.set()
+        return "none queued"
+
+    monkeypatch.setattr(cli, "verify_queued", one_verification)
+    monkeypatch.setattr(cli, "VERIFY_POLL_SECONDS", 0.01)
+    verifier = threading.Thread(target=cli._verify_queued_until, args=(app, stop))
+    verifier.start()
+    verifier.join(10)
+    assert not verifier.is_alive() and calls == ["ran", "ran"]
