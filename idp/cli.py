@@ -112,8 +112,7 @@ def audit_key() -> None:
               "the helpdesk queues (a service's command).")
 @click.option("--interval", type=click.FloatRange(min=0.1), default=1.0, show_default=True,
               help="Seconds between passes with --forever when nothing is waiting.")
-# At most 60,000: a pass checks the batch's ids in one statement, and PostgreSQL takes 65,535
-# parameters in one.
+# At most 60,000: a pass holds its batch's rows and hashes in memory and in one transaction.
 @click.option("--batch", type=click.IntRange(min=1, max=60_000), default=50_000, show_default=True,
               help="Most events folded into one checkpoint.")
 def audit_checkpoint(forever: bool, interval: float, batch: int) -> None:
