@@ -10,6 +10,7 @@ import json
 import multiprocessing
 import random
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -530,11 +531,14 @@ def test_a_subtree_planted_past_the_tree_is_refused_and_reported(app: Flask) -> 
 
 # ---- the checkpointer's passes ---------------------------------------------------------------------
 
-def _statements(engine: sa.Engine) -> tuple[list[str], object]:
+def _statements(engine: sa.Engine, with_parameters: list[tuple[str, Any]] | None = None
+                ) -> tuple[list[str], object]:
     seen: list[str] = []
 
-    def record(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+    def record(_conn: object, _cursor: object, statement: str, parameters: Any, *_args: object) -> None:
         seen.append(statement)
+        if with_parameters is not None:
+            with_parameters.append((statement, parameters))
 
     sa.event.listen(engine, "before_cursor_execute", record)
     return seen, record
@@ -545,14 +549,17 @@ def test_a_pass_reads_back_none_of_the_hashes_it_computed(app: Flask) -> None:
     checkpoint(app)
     write_events(app, 600, per_unit=100)  # completes 256-leaf blocks 0 and 1 and their parent
     engine = app.extensions["idp.engine"]
-    seen, record = _statements(engine)
+    sent: list[tuple[str, Any]] = []
+    _seen, record = _statements(engine, sent)
     try:
         assert "605 events (+600)" in checkpoint(app)
     finally:
         sa.event.remove(engine, "before_cursor_execute", record)
-    leaf_reads = [s for s in seen if s.lstrip().startswith("SELECT audit_event.leaf_hash")]
-    # Only the 5 leaves signed before: once to check the signed tree, once to complete block 0.
-    assert len(leaf_reads) <= 2, leaf_reads
+    leaf_reads = [p for s, p in sent if s.lstrip().startswith("SELECT audit_event.leaf_hash")]
+    # Only the 5 leaves signed before: once to check the signed tree, once to complete block 0;
+    # each read's range (leaf_index >= start AND leaf_index < end) ends at 5 at most.
+    bounds = [list(p.values()) if isinstance(p, dict) else list(p) for p in leaf_reads]
+    assert len(leaf_reads) <= 2 and all(max(b) <= 5 for b in bounds), leaf_reads
     code, output = verify(app)
     assert code == 0 and output.startswith("ok (605 rows, 2 checkpoints"), output
 
