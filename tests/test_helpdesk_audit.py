@@ -143,6 +143,15 @@ def test_a_verification_stopped_or_cut_off_says_so_and_another_can_be_requested(
     assert stops[cut_off] == "interrupted"
     assert "stopped" in stops.values()
 
+    # Ended by an error: the page names it inside a sentence the officer can read.
+    _press(auditor)
+    with app.app_context(), unit_of_work() as session:
+        failed = audit.claim_verification(session)
+        assert failed is not None
+        audit.verification_stopped(session, failed, "OperationalError")
+    page = _page(auditor)
+    assert _state(page) == "stopped" and "an unexpected error (OperationalError)" in page
+
 
 def test_one_verification_runs_at_a_time(app: Flask, backend: dict[str, str]) -> None:
     """While another process's verifier holds the lock, a queued verification waits for it; a

@@ -339,7 +339,7 @@ def audit_verify() -> Response:
         flash(_("Verification requested. It runs in the background; this page shows its outcome."),
               "success")
     else:
-        flash(_("A verification is already queued; this page shows its outcome."))
+        flash(_("A verification is already queued; this page shows its outcome."), "info")
     return redirect(url_for("helpdesk.audit_log"))
 
 
@@ -356,13 +356,16 @@ def _audit_page(before: int | None) -> str:
             member = db.get(StaffMember, uuid.UUID(staff_id)) if kind == "staff" else None
         except ValueError:
             member = None
-        requested_by = member.name if member else verification.requested_by
+        requested_by = member.name if member else _("a former officer")
     stop_reasons = {"stopped": _("its process was told to stop"),
                     "interrupted": _("its process ended before it could finish"),
                     "lost_lock": _("its connection to the database dropped, so another "
                                    "verification could have started"),
                     "replica_behind": _("the replica it reads had not caught up with the log "
                                         "within a minute")}
+    reason = verification.outcome.get("reason", "") if verification else ""
+    # Any other reason is the name of the error that ended it (``cli.verify_queued``).
+    stop_reason = stop_reasons.get(reason) or _("an unexpected error (%(name)s)", name=reason)
     return render_template("helpdesk/audit.html", rows=db.scalars(stmt).all(),
                            verification=verification, requested_by=requested_by,
-                           stop_reasons=stop_reasons)
+                           stop_reason=stop_reason)
