@@ -218,3 +218,21 @@ def test_a_busy_password_reset_keeps_its_link_and_never_logs_it(
     # The link was not spent by the busy answer: the citizen's second try sets the password.
     assert anonymous.form(path, {"password": new_password, "confirm": new_password}).status_code == 302
     assert AuthActions(app.test_client()).login(citizen.nik, new_password).status_code == 302
+
+
+def test_busy_answers_cost_the_citizen_no_attempt(app_with: Callable[..., Flask]) -> None:
+    """The slot is taken before the attempt is counted: however many busy answers a citizen gets
+    at a peak, the right password still logs them in afterwards, with no lock and no wait."""
+    app = app_with(ARGON2_WAIT_SECONDS=0)
+    citizen = Factory(app).citizen()
+    limit = app.config["IDP"].login_max_failures
+    with app.app_context():
+        slots = passwords._slots_of_this_process(app.config["IDP"].argon2_concurrency)
+    auth = AuthActions(app.test_client())
+    assert slots.acquire(timeout=5)  # another thread of the worker holds the only slot
+    try:
+        assert [auth.login(citizen.nik, "salah kata sandi sekali").status_code
+                for _ in range(limit + 2)] == [503] * (limit + 2)
+    finally:
+        slots.release()
+    assert auth.login(citizen.nik, citizen.password).status_code == 302

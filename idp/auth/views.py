@@ -89,18 +89,22 @@ def login() -> Any:
         metrics.login_failed("invalid")
         return render_template("auth/login.html", form=form, interaction=interaction), 400
 
-    attempt = lockout.begin(nik.value, devices.known_device(nik.value))
-    if attempt.blocked:
-        metrics.login_failed("throttled")
-        return _throttled(form, interaction, attempt.throttle)
+    with passwords.slot_held():  # busy: a 503 before the attempt is counted
+        attempt = lockout.begin(nik.value, devices.known_device(nik.value))
+        if attempt.blocked:
+            metrics.login_failed("throttled")
+            return _throttled(form, interaction, attempt.throttle)
 
-    citizen = get_session().scalar(select(Citizen).where(Citizen.open_with_nik(nik.value)))
-    password = form.password.data or ""
-    if citizen is None:
-        passwords.burn_time()  # same cost as a real check: timing must not reveal registration
-        ok = False
-    else:
-        ok = passwords.verify_password(citizen.password_hash, password)
+        citizen = get_session().scalar(select(Citizen).where(Citizen.open_with_nik(nik.value)))
+        password = form.password.data or ""
+        if citizen is None:
+            passwords.burn_time()  # same cost as a real check: timing must not reveal registration
+            ok = False
+        else:
+            ok = passwords.verify_password(citizen.password_hash, password)
+        # A new hash with today's parameters, on the slot already held (not a second wait for one).
+        rehashed = (passwords.hash_password(password) if ok and citizen is not None
+                    and passwords.needs_rehash(citizen.password_hash) else None)
     if not ok:
         # A wrong password is an answer, not an error: the failure's audit row, the lockout notice
         # and the counter commit with this 401 (only an error answer discards the unit of work).
@@ -127,8 +131,8 @@ def login() -> Any:
     if factors_locked.locked_for and devices.known_device(citizen.nik) is None:
         metrics.login_failed("throttled")
         return _throttled(form, interaction, factors_locked)
-    if passwords.needs_rehash(citizen.password_hash):
-        citizen.password_hash = passwords.hash_password(password)
+    if rehashed is not None:
+        citizen.password_hash = rehashed
     response = continue_after_password(citizen, interaction, form.next.data)
     devices.remember(response, citizen.nik)
     return response

@@ -72,13 +72,14 @@ def login() -> Any:
         return render_template("helpdesk/login.html", form=form,
                                error=_("Too many attempts. Please wait a minute.")), 429
     email = staff.canonical_email(form.email.data or "")
-    attempt = lockout.begin_staff(email)
-    if attempt.blocked:
-        return render_template("helpdesk/login.html", form=form,
-                               error=_("Too many attempts. Please wait and try again later.")), 429
-    db = get_session()
-    member = staff.find(db, email)
-    if not staff.check_password(member, form.password.data or ""):
+    with passwords.slot_held():  # busy: a 503 before the attempt is counted
+        attempt = lockout.begin_staff(email)
+        if attempt.blocked:
+            return render_template("helpdesk/login.html", form=form,
+                                   error=_("Too many attempts. Please wait and try again later.")), 429
+        member = staff.find(get_session(), email)
+        right = staff.check_password(member, form.password.data or "")
+    if not right:
         attempt.failed()
         audit.append("staff_login_failed", actor="anonymous")
         return render_template("helpdesk/login.html", form=form,

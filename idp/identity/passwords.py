@@ -56,9 +56,18 @@ def _slots_of_this_process(size: int) -> threading.BoundedSemaphore:
     return slots
 
 
+#: The hasher of the slot this thread holds through ``slot_held``, if any.
+_held = threading.local()
+
+
 @contextlib.contextmanager
 def _slot() -> Iterator[PasswordHasher]:
-    """Hold one of this process's argon2 slots while hashing with today's parameters."""
+    """Hold one of this process's argon2 slots while hashing with today's parameters (the one this
+    thread holds already, inside ``slot_held``)."""
+    held: PasswordHasher | None = getattr(_held, "hasher", None)
+    if held is not None:
+        yield held
+        return
     s = _settings()
     slots = _slots_of_this_process(s.argon2_concurrency)
     if not slots.acquire(timeout=s.argon2_wait_seconds):
@@ -67,6 +76,19 @@ def _slot() -> Iterator[PasswordHasher]:
         yield _current_hasher()
     finally:
         slots.release()
+
+
+@contextlib.contextmanager
+def slot_held() -> Iterator[None]:
+    """Take a slot for the whole block, before the attempt is counted (``lockout.begin``): a busy
+    answer (``Busy``) then comes before anything is counted, and costs the citizen no attempt.
+    The checks inside the block use this slot."""
+    with _slot() as hasher:
+        _held.hasher = hasher
+        try:
+            yield
+        finally:
+            _held.hasher = None
 
 
 def hash_password(password: str) -> str:

@@ -293,6 +293,8 @@ def register_password() -> Any:
     if problem:
         form.password.errors = [PASSWORD_PROBLEMS[problem]]
         return page(400)
+    # Hash first: a busy answer (no argon2 slot in time) leaves the wizard to submit again.
+    password_hash = passwords.hash_password(password)
     # Take the state now: a double submission creates one account at most.
     if state.registrations.take(token) is None:
         return _restart()
@@ -302,7 +304,7 @@ def register_password() -> Any:
         nik=wizard.nik, full_name=wizard.full_name,
         email=wizard.contact if by_email else None, email_verified=by_email,
         phone=None if by_email else wizard.contact, phone_verified=not by_email,
-        password_hash=passwords.hash_password(password), locale=str(get_locale() or "id"),
+        password_hash=password_hash, locale=str(get_locale() or "id"),
     )
     db = get_session()
     db.add(citizen)
