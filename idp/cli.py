@@ -193,11 +193,11 @@ def verification_source() -> Iterator[Engine]:
     """Where a verification reads the log: ``IDP_AUDIT_VERIFY_DATABASE_URL`` (a replica: reading
     the whole log is hours of I/O that the primary's sign-ons need), else the primary. Its outcome
     is written to the primary either way."""
-    url = current_app.config["IDP"].audit_verify_database_url
-    if not url:
+    settings = current_app.config["IDP"]
+    if not settings.audit_verify_database_url:
         yield get_engine()
         return
-    engine = make_engine(url)
+    engine = make_engine(settings.audit_verify_database_url, settings.db_ping_after_idle_ms / 1000)
     try:
         yield engine
     finally:

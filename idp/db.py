@@ -19,12 +19,11 @@ from sqlalchemy.engine import Connection, CursorResult, Engine, Result
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 
-#: A pooled connection returned less than this many seconds ago is handed out without a ping
-#: (``IDP_DB_PING_AFTER_IDLE_MS``; 0 pings on every checkout, as ``pool_pre_ping`` does).
-PING_AFTER_IDLE = 1.0
 
-
-def make_engine(url: str, ping_after_idle: float = PING_AFTER_IDLE) -> Engine:
+def make_engine(url: str, ping_after_idle: float) -> Engine:
+    """``ping_after_idle``: a pooled connection returned less than this many seconds ago is handed
+    out without a ping (``IDP_DB_PING_AFTER_IDLE_MS``; 0 pings on every checkout, as
+    ``pool_pre_ping`` does)."""
     kwargs: dict[str, Any] = {}
     # Statement parameters (a NIK, a phone number, a message with a code) never appear in an
     # exception's text, and so never in a logged traceback.
@@ -61,8 +60,10 @@ def _ping_idle_connections(engine: Engine, window: float) -> None:
     before it (``InvalidatePoolError``): a restart or failover kills them all. On a busy worker no
     connection sits idle long enough to be pinged, so after a restart the first statement of one
     request fails instead; SQLAlchemy then recycles the whole pool, and that request answers 503
-    (``idp.errors``). Paths that spend something single-use (an authorization code) read the
-    database before they spend it, so a failure there leaves it for the retry."""
+    (``idp.errors``). The token endpoint reads the database before it spends an authorization
+    code, so a failure there leaves the code for the retry; a pushed request (PAR) taken just before
+    such a failure is lost, and the portal starts again (``IDP_DB_PING_AFTER_IDLE_MS=0`` trades a
+    round trip per request for none lost)."""
     returned = "satuid_returned_at"
 
     @event.listens_for(engine, "connect")

@@ -124,9 +124,12 @@ def compile_catalogs() -> None:
                 catalog = read_po(f)
             mo = po.with_suffix(".mo")
             partial = mo.with_name(f".{mo.name}.{os.getpid()}")
-            with partial.open("wb") as f:
-                write_mo(f, catalog)
-            partial.replace(mo)
+            try:
+                with partial.open("wb") as f:
+                    write_mo(f, catalog)
+                partial.replace(mo)
+            finally:
+                partial.unlink(missing_ok=True)  # gone already once renamed
 
 
 if __name__ == "__main__":
