@@ -70,6 +70,7 @@ bench: install
 	$(PY) bench/login.py
 	$(PY) bench/oidc_flow.py
 	$(PY) bench/fuzz.py
+	$(PY) bench/checkpoint.py
 
 clean:
 	rm -rf $(VENV) instance test-artifacts
