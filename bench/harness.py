@@ -20,6 +20,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
@@ -42,7 +43,8 @@ PASSWORD = "bench mark kopi susu pagi"  # seed-demo's --accounts-password defaul
 REDIRECT = "https://bench.example.id/cb"
 SCOPES = "openid profile email offline_access"
 # No login rate limit or lockout may refuse a benchmark's logins (they are all from 127.0.0.1).
-BENCH_ENV = {"IDP_IP_RATE_LIMIT": "1000000000"}
+METRICS_TOKEN = "bench-metrics"
+BENCH_ENV = {"IDP_IP_RATE_LIMIT": "1000000000", "IDP_METRICS_TOKEN": METRICS_TOKEN}
 
 
 # ---- server CPU and memory ---------------------------------------------------------------------
@@ -377,6 +379,18 @@ def ensure_database(name: str) -> str:
     finally:
         admin.dispose()
     return sa.engine.make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
+
+
+def hashing_cpu(server: IdpServer) -> float | None:
+    """CPU seconds the server's processes have spent in argon2id so far, from its own metric
+    (``satuid_password_hashing_cpu_seconds_total``); None for a checkout that does not count it."""
+    request = urllib.request.Request(server.url + "/metrics",
+                                     headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        text = response.read().decode()
+    found = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+             if line.startswith("satuid_password_hashing_cpu_seconds_total{")]
+    return sum(found) if found else None
 
 
 # ---- the figures table -------------------------------------------------------------------------

@@ -12,6 +12,12 @@ residents, ``--accounts`` of whom have an account. Per round each server in turn
 flows (authorize prompt=none → token → userinfo), refresh-token grants and password logins, so that
 the machine's noise falls on all of them alike; the figures pool the rounds.
 
+A login's CPU beyond argon2id is set against the argon2id CPU the server itself counted during the
+logins (``satuid_password_hashing_cpu_seconds_total``, read from ``/metrics`` before and after), not
+against a verify timed in this process, which ran apart from the server's load and swung the figure
+by ten points from run to run. Those figures are printed too; a checkout without the metric has only
+them.
+
 ``--scale`` adds a server per checkout on a kept database of 10 M residents and 1 M accounts
 (``--scale-db``; seeding it takes a long while once, later runs reuse it), and compares its p99 with
 the small database's. Logins and flows there pick accounts at random among all of them.
@@ -48,6 +54,7 @@ from harness import (
     checkout_server,
     cpu_between,
     ensure_database,
+    hashing_cpu,
     nik_of,
     register_client,
     seed_population,
@@ -76,6 +83,10 @@ class Deployment:
     rss: float = 0.0  # the largest worker's after a round's load, MiB
     verify: list[float] = field(default_factory=list)  # CPU seconds of one verify alone
     verify_at_once: list[float] = field(default_factory=list)  # ... with --concurrency at once
+    # CPU seconds per login the server itself spent in argon2id during the login phase, by its own
+    # metric: the verify as it ran there, under that load (empty for a checkout without the metric)
+    hashing: list[float] = field(default_factory=list)
+    hashed_logins: int = 0
 
     def __str__(self) -> str:
         return f"{self.checkout.label}, {self.size}"
@@ -84,7 +95,11 @@ class Deployment:
         self.sso += sso_phase(self.portal, self.browsers, args.flows, args.concurrency)
         self.refresh += refresh_phase(self.portal, self.browsers, args.refreshes, args.concurrency)
         niks, self.logins = self.logins[:args.logins], self.logins[args.logins:]
+        hashed = hashing_cpu(self.server)
         self.login += login_phase(self.server, niks, args.concurrency)
+        if hashed is not None:
+            self.hashing.append((hashing_cpu(self.server) or 0.0) - hashed)
+            self.hashed_logins += len(niks)
         assert self.server.process is not None
         self.rss = max(self.rss, worker_rss(self.server.process.pid))
         self.verify += self.argon2.verify_cpu(3)
@@ -101,8 +116,19 @@ class Deployment:
 
     @property
     def beyond_ms(self) -> float:
-        """Server CPU per login beyond the one argon2id verify it must do."""
+        """Server CPU per login beyond one argon2id verify measured alone, in another process."""
         return self.login.cpu_ms - self.verify_ms
+
+    @property
+    def hashing_ms(self) -> float | None:
+        """The server's own argon2id CPU per login (None: the checkout does not count it)."""
+        return sum(self.hashing) / self.hashed_logins * 1000 if self.hashed_logins else None
+
+    @property
+    def beyond_hashing_ms(self) -> float | None:
+        """Server CPU per login beyond the argon2id work the server itself counted."""
+        hashing = self.hashing_ms
+        return None if hashing is None else self.login.cpu_ms - hashing
 
 
 def deploy(stack: ExitStack, name: str, checkout: Checkout, size: str, residents: int, accounts: int,
@@ -141,10 +167,13 @@ def rows(small: list[Deployment], large: list[Deployment], concurrency: int) -> 
         row("server CPU per refresh-token grant", "ms", small, lambda d: d.refresh.cpu_ms,
             Target(2, "≤ 2 ms")),
         row("server CPU per password login", "ms", small, lambda d: d.login.cpu_ms),
-        row(f"one argon2id verify ({argon2}), CPU here", "ms", small, lambda d: d.verify_ms),
-        row("login CPU beyond the verify", "ms", small, lambda d: d.beyond_ms),
-        row("login CPU beyond the verify, % of it", "%", small,
-            lambda d: d.beyond_ms / d.verify_ms * 100, Target(10, "≤ 10 %")),
+        row("argon2id CPU in the server, per login", "ms", small, lambda d: d.hashing_ms),
+        row("login CPU beyond argon2id", "ms", small, lambda d: d.beyond_hashing_ms),
+        row("login CPU beyond argon2id, % of it", "%", small,
+            lambda d: percent(d.beyond_hashing_ms, d.hashing_ms), Target(10, "≤ 10 %")),
+        row(f"one argon2id verify ({argon2}) alone, CPU here", "ms", small, lambda d: d.verify_ms),
+        row("login CPU beyond that verify, % of it", "%", small,
+            lambda d: d.beyond_ms / d.verify_ms * 100),
         row(f"one verify, CPU with {concurrency} at once", "ms", small, lambda d: d.verify_at_once_ms),
         row("login CPU beyond that verify, % of it", "%", small,
             lambda d: (d.login.cpu_ms - d.verify_at_once_ms) / d.verify_at_once_ms * 100),
@@ -171,6 +200,10 @@ def rows(small: list[Deployment], large: list[Deployment], concurrency: int) -> 
                 Target(1.10, "≤ 1.10×")),
         ]
     return figures
+
+
+def percent(part: float | None, whole: float | None) -> float | None:
+    return None if part is None or not whole else part / whole * 100
 
 
 def size_label(residents: int, accounts: int) -> str:

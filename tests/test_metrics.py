@@ -85,6 +85,10 @@ def test_logins_failures_and_lockouts_are_counted_and_requests_timed(backend: di
     assert delta("satuid_login_failures_total", reason="unknown_account") == 1
     assert delta("satuid_login_failures_total", reason="rate_limited") == 0
     assert delta("satuid_lockouts_total", factor="password") == 1
+    # Five passwords checked (three wrong, the unknown NIK's dummy check, the right one), none
+    # hashed: argon2's CPU is counted apart from the rest of the login's.
+    assert delta("satuid_password_hashing_cpu_seconds_total", operation="verify") > 0
+    assert delta("satuid_password_hashing_cpu_seconds_total", operation="hash") == 0
     # Six login forms shown, five refused, one accepted: each request timed under its endpoint.
     histogram = "satuid_http_request_duration_seconds_count"
     assert delta(histogram, endpoint="auth.login", status="2xx") == 6

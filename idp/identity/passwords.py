@@ -20,6 +20,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from flask import current_app
 
+from idp import metrics
 from idp.config import Settings
 from idp.errors import Busy
 
@@ -92,13 +93,13 @@ def slot_held() -> Iterator[None]:
 
 
 def hash_password(password: str) -> str:
-    with _slot() as hasher:
+    with _slot() as hasher, metrics.password_hashing("hash"):
         return hasher.hash(password)
 
 
 def verify_password(stored_hash: str, password: str) -> bool:
     try:
-        with _slot() as hasher:
+        with _slot() as hasher, metrics.password_hashing("verify"):
             return hasher.verify(stored_hash, password)
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         return False
@@ -118,8 +119,10 @@ def _dummy_hash(hasher: PasswordHasher) -> str:
 def burn_time() -> None:
     """The cost of a real check, queued for the same slots: neither the time taken nor a busy
     answer tells an unknown NIK from a registered one."""
-    with _slot() as hasher, contextlib.suppress(VerifyMismatchError):
-        hasher.verify(_dummy_hash(hasher), "not-the-password")
+    with _slot() as hasher:
+        dummy = _dummy_hash(hasher)  # made once per process: not a verify
+        with metrics.password_hashing("verify"), contextlib.suppress(VerifyMismatchError):
+            hasher.verify(dummy, "not-the-password")
 
 
 @cache
