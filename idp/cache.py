@@ -7,6 +7,10 @@ mark starts again empty. A mark that vanished (a Redis restart) reads as a chang
 client or a rotated key is seen by every worker on its next request, at the cost of one store read
 per request instead of a database query per use; and nothing is kept longer than a minute, whatever
 happens to the mark.
+
+While the store is down no change can be announced, and none can be seen: a cache then keeps what it
+loads for a few seconds only (``blind_max_age``), so an outage neither sends every use to the
+database nor lets a change go unseen for longer than that.
 """
 
 from __future__ import annotations
@@ -31,8 +35,8 @@ V = TypeVar("V")
 
 def generation() -> str | None:
     """The current mark, memoised for the request (one store read however many caches are used);
-    None when the store cannot be reached, and then caches are bypassed: a request that needs no
-    short-lived state (a refresh grant, a portal's error redirect) still works on the database."""
+    None when the store cannot be reached: a request that needs no short-lived state (a refresh
+    grant, a portal's error redirect) still works, on caches of a few seconds (``Cache``)."""
     if has_app_context() and "cache_generation" in g:
         mark: str | None = g.cache_generation
         return mark
@@ -79,24 +83,27 @@ def _bump() -> None:
 class Cache(Generic[K, V]):
     """A dictionary valid for one generation; ``None`` results are cached too (an unknown client
     asked for again and again costs no query), up to ``size`` entries, after which it starts again
-    (so made-up keys cannot grow it without bound)."""
+    (so made-up keys cannot grow it without bound). Without a mark (the store is down) it is valid
+    for ``blind_max_age`` seconds, and starts again when the store is back."""
 
-    def __init__(self, size: int = 10_000, max_age: float = 60.0) -> None:
+    def __init__(self, size: int = 10_000, max_age: float = 60.0, blind_max_age: float = 5.0) -> None:
         self._size = size
         # A backstop for a mark that was never bumped (a process that died between its commit and
         # the bump, a command pointed at another store): nothing is served older than this.
         self._max_age = max_age
+        # How long a change made while the store is down may go unseen; kept for no time at all,
+        # every lookup of an outage would be a query.
+        self._blind_max_age = blind_max_age
         self._filled = 0.0
         self._mark: str | None = None
         self._values: dict[K, V | None] = {}
         self._lock = threading.Lock()
 
     def get(self, key: K, load: Callable[[K], V | None]) -> V | None:
-        mark = generation()
-        if mark is None:
-            return load(key)
+        mark = generation()  # None: the store is down, and the values are kept under None
+        max_age = self._max_age if mark is not None else self._blind_max_age
         with self._lock:
-            if mark != self._mark or time.monotonic() - self._filled > self._max_age:
+            if mark != self._mark or time.monotonic() - self._filled > max_age:
                 self._values, self._mark, self._filled = {}, mark, time.monotonic()
             elif key in self._values:
                 return self._values[key]

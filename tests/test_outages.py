@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,9 +15,10 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from idp import metrics
+from idp.cache import Cache
 from tests.conftest import REQUIRE_SERVICES, TEST_SETTINGS, Factory, make_app, migrate
 from tests.oidc_rp import Portal, query, register_portal
 from tests.servers import PG_BIN, OwnPostgres, OwnRedis
@@ -72,7 +74,8 @@ def test_redis_down_then_back(services: tuple[OwnPostgres, OwnRedis], outage_app
     citizen = Factory(outage_app).citizen()
     info = register_portal(outage_app, client_id="portal-padam")
     portal = Portal(client, info["client_id"], info["secret"], info["redirect_uri"])
-    portal.sign_in(citizen.nik, citizen.password)
+    first = portal.sign_in(citizen.nik, citizen.password, scope="openid offline_access")
+    refresh_token = portal.token(first["code"]).get_json()["refresh_token"]
     before = durable(outage_app)
 
     unavailable = metrics.REGISTRY.get_sample_value("satuid_authorizations_total",
@@ -106,8 +109,44 @@ def test_redis_down_then_back(services: tuple[OwnPostgres, OwnRedis], outage_app
     assert health.get_json()["checks"] == {"database": "ok", "store": "unavailable"}
     assert durable(outage_app) == before  # nothing half-written
 
+    # A refresh needs only PostgreSQL and goes on. No change can be announced meanwhile, so the
+    # worker keeps the portal and the signing keys for a few seconds, not for the outage, and not
+    # for no time at all (a query for each on every grant).
+    read: list[str] = []
+
+    def reads(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        read.extend(t for t in ("FROM oidc_client", "FROM oidc_signing_key") if t in statement)
+
+    engine = outage_app.extensions["idp.engine"]
+    event.listen(engine, "before_cursor_execute", reads)
+    try:
+        for _ in range(3):
+            refreshed = portal.refresh(refresh_token)
+            assert refreshed.status_code == 200, refreshed.get_json()
+            refresh_token = refreshed.get_json()["refresh_token"]
+    finally:
+        event.remove(engine, "before_cursor_execute", reads)
+    # Read at most once each (none when an earlier request of the outage read them).
+    assert read.count("FROM oidc_client") <= 1 and read.count("FROM oidc_signing_key") <= 1, read
+    # ...and loads them again once those seconds are up: a change made meanwhile is seen then.
+    loaded: list[str] = []
+    cache: Cache[str, str] = Cache(blind_max_age=0.3)
+
+    def use() -> None:
+        with outage_app.app_context():  # a request's context: the store is asked afresh
+            cache.get("portal", loaded.append)
+
+    use()
+    use()
+    assert loaded == ["portal"]
+    time.sleep(0.4)
+    use()
+    assert loaded == ["portal", "portal"]
+
     redis.start()  # the same port; it kept nothing, so the SSO session is gone
     assert client.get("/healthz").status_code == 200
+    use()  # the store is back with a mark: what was kept blind goes
+    assert len(loaded) == 3
     r = client.get(portal.authorize_url())
     assert r.status_code == 302 and r.headers["Location"].startswith("/login")
 
