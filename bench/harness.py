@@ -86,6 +86,30 @@ def cpu_between(before: dict[int, float], after: dict[int, float]) -> float:
     return sum(seconds - before.get(pid, 0.0) for pid, seconds in after.items())
 
 
+def services_cpu() -> dict[str, dict[int, float]]:
+    """CPU seconds so far of every PostgreSQL and Redis process on the machine, by service: the
+    backends serving the server's pool, and the background processes its writes wake."""
+    sample: dict[str, dict[int, float]] = {"postgres": {}, "redis": {}}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with suppress(FileNotFoundError, ProcessLookupError):  # exited while being read
+            name = (entry / "comm").read_text().strip()
+            service = ("postgres" if name.startswith("postgres")
+                       else "redis" if name.startswith("redis-server") else None)
+            if service is not None:
+                sample[service][int(entry.name)] = cpu_seconds(int(entry.name))
+    return sample
+
+
+def services_between(before: dict[str, dict[int, float]],
+                     after: dict[str, dict[int, float]]) -> dict[str, float]:
+    """CPU each service spent between two samples (a backend that exited in between takes its
+    share with it: these figures are context, not targets)."""
+    return {service: sum(seconds - before[service].get(pid, 0.0) for pid, seconds in now.items())
+            for service, now in after.items()}
+
+
 def _status_kib(pid: int, key: str) -> int:
     match = re.search(rf"^{key}:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text(), re.M)
     return int(match.group(1)) if match else 0
@@ -130,13 +154,17 @@ def percentile(samples: Sequence[float], q: float) -> float:
 @dataclass
 class Measured:
     """Units of work done in one or more phases: their latencies, wall time, server CPU, and the
-    largest worker RSS seen meanwhile."""
+    largest worker RSS seen meanwhile; and, as context, the CPU that the load generator (this
+    process), PostgreSQL and Redis spent on the same machine meanwhile."""
 
     units: int = 0
     cpu: float = 0.0
     elapsed: float = 0.0
     latencies: list[float] = field(default_factory=list)
     rss: float = 0.0  # MiB
+    client: float = 0.0
+    postgres: float = 0.0
+    redis: float = 0.0
 
     def __iadd__(self, other: Measured) -> Measured:
         self.units += other.units
@@ -144,12 +172,23 @@ class Measured:
         self.elapsed += other.elapsed
         self.latencies += other.latencies
         self.rss = max(self.rss, other.rss)
+        self.client += other.client
+        self.postgres += other.postgres
+        self.redis += other.redis
         return self
 
     @property
     def cpu_ms(self) -> float:
         """Server CPU per unit, in milliseconds."""
         return self.cpu / self.units * 1000
+
+    def per_unit_ms(self, seconds: float) -> float:
+        return seconds / self.units * 1000
+
+    @property
+    def machine_ms(self) -> float:
+        """All the machine's CPU per unit: server, load generator, PostgreSQL and Redis."""
+        return self.per_unit_ms(self.cpu + self.client + self.postgres + self.redis)
 
     @property
     def rate(self) -> float:
@@ -162,18 +201,25 @@ class Measured:
     def summary(self) -> str:
         return (f"{self.units} in {self.elapsed:.2f} s = {self.rate:.1f}/s; server CPU "
                 f"{self.cpu_ms:.2f} ms each; latency p50 {self.p(50):.1f} ms  p90 {self.p(90):.1f} ms  "
-                f"p99 {self.p(99):.1f} ms  max {max(self.latencies) * 1000:.1f} ms")
+                f"p99 {self.p(99):.1f} ms  max {max(self.latencies) * 1000:.1f} ms; beside the server, "
+                f"CPU each of load generator {self.per_unit_ms(self.client):.2f} ms, PostgreSQL "
+                f"{self.per_unit_ms(self.postgres):.2f} ms, Redis {self.per_unit_ms(self.redis):.2f} ms")
 
 
 def measure(master: int, work: Callable[[], list[float]]) -> Measured:
     """Run ``work`` (which returns one latency per unit) between two samples of the server's CPU."""
     with rss_watch(master) as rss:
+        services = services_cpu()
+        client = time.process_time()
         before = server_cpu(master)
         started = time.perf_counter()
         latencies = work()
         elapsed = time.perf_counter() - started
         cpu = cpu_between(before, server_cpu(master))
-    return Measured(len(latencies), cpu, elapsed, latencies, rss[0])
+        client = time.process_time() - client
+        spent = services_between(services, services_cpu())
+    return Measured(len(latencies), cpu, elapsed, latencies, rss[0], client, spent["postgres"],
+                    spent["redis"])
 
 
 T = TypeVar("T")
