@@ -20,6 +20,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -432,8 +433,13 @@ def hashing_cpu(server: IdpServer) -> float | None:
     (``satuid_password_hashing_cpu_seconds_total``); None for a checkout that does not count it."""
     request = urllib.request.Request(server.url + "/metrics",
                                      headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
-    with urllib.request.urlopen(request, timeout=10) as response:
-        text = response.read().decode()
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            text = response.read().decode()
+    except urllib.error.HTTPError as e:
+        if e.code == 404:  # a checkout from before /metrics
+            return None
+        raise
     found = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
              if line.startswith("satuid_password_hashing_cpu_seconds_total{")]
     return sum(found) if found else None

@@ -83,8 +83,8 @@ class Deployment:
     rss: float = 0.0  # the largest worker's after a round's load, MiB
     verify: list[float] = field(default_factory=list)  # CPU seconds of one verify alone
     verify_at_once: list[float] = field(default_factory=list)  # ... with --concurrency at once
-    # CPU seconds per login the server itself spent in argon2id during the login phase, by its own
-    # metric: the verify as it ran there, under that load (empty for a checkout without the metric)
+    # CPU seconds the server itself spent in argon2id in each round's logins, by its own metric:
+    # the verify as it ran there, under that load (empty for a checkout without the metric)
     hashing: list[float] = field(default_factory=list)
     hashed_logins: int = 0
 
@@ -98,7 +98,10 @@ class Deployment:
         hashed = hashing_cpu(self.server)
         self.login += login_phase(self.server, niks, args.concurrency)
         if hashed is not None:
-            self.hashing.append((hashing_cpu(self.server) or 0.0) - hashed)
+            after = hashing_cpu(self.server)
+            if after is None:
+                raise RuntimeError(f"{self}: the argon2id metric vanished during the logins")
+            self.hashing.append(after - hashed)
             self.hashed_logins += len(niks)
         assert self.server.process is not None
         self.rss = max(self.rss, worker_rss(self.server.process.pid))
@@ -121,8 +124,11 @@ class Deployment:
 
     @property
     def hashing_ms(self) -> float | None:
-        """The server's own argon2id CPU per login (None: the checkout does not count it)."""
-        return sum(self.hashing) / self.hashed_logins * 1000 if self.hashed_logins else None
+        """The server's own argon2id CPU per login (None: the checkout does not count it, or
+        argon2 runs lanes on threads of its own, which the metric does not see)."""
+        if not self.hashed_logins or self.argon2.parallelism > 1:
+            return None
+        return sum(self.hashing) / self.hashed_logins * 1000
 
     @property
     def beyond_hashing_ms(self) -> float | None:

@@ -8,13 +8,16 @@ client or a rotated key is seen by every worker on its next request, at the cost
 per request instead of a database query per use; and nothing is kept longer than a minute, whatever
 happens to the mark.
 
-While the store is down no change can be announced, and none can be seen: a cache then keeps what it
-loads for a few seconds only (``blind_max_age``), so an outage neither sends every use to the
-database nor lets a change go unseen for longer than that.
+While the store is down no change can be announced, and none can be seen: a worker's cache then
+keeps what it loads for a few seconds only (``blind_max_age``), so an outage neither sends every use
+to the database nor lets a change go unseen by that worker for longer than that. A worker that served
+no request during the outage never noticed it, and keeps what it had until the one-minute backstop
+(or ``flask store drop-caches``, which a change committed during the outage asks for in the log).
 """
 
 from __future__ import annotations
 
+import logging
 import secrets
 import threading
 import time
@@ -28,6 +31,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from idp import state
 from idp.db import after_commit
+
+log = logging.getLogger(__name__)
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -74,10 +79,25 @@ def watch(maker: sessionmaker[Session], *models: type) -> None:
     event.listen(maker, "before_flush", before_flush)
 
 
+def announce() -> None:
+    """Tell every worker now to drop its caches (``flask store drop-caches``); raises
+    ``RedisError`` when the store cannot be reached."""
+    try:
+        state.cache_generation.put(state.Generation(secrets.token_hex(8)), "generation")
+    finally:
+        if has_app_context():
+            g.pop("cache_generation", None)
+
+
 def _bump() -> None:
-    state.cache_generation.put(state.Generation(secrets.token_hex(8)), "generation")
-    if has_app_context():
-        g.pop("cache_generation", None)
+    try:
+        announce()
+    except RedisError as e:
+        # The change has committed; only the news of it is lost. A worker that saw the outage
+        # dropped its caches then and reloads within seconds; one that did not keeps the old row
+        # until its cache is a minute old.
+        log.warning("a portal or signing key change committed, but the store could not be told "
+                    "(%s): run `flask store drop-caches` once it is back", type(e).__name__)
 
 
 class Cache(Generic[K, V]):
@@ -107,9 +127,12 @@ class Cache(Generic[K, V]):
                 self._values, self._mark, self._filled = {}, mark, time.monotonic()
             elif key in self._values:
                 return self._values[key]
+            window = self._filled
         value = load(key)
         with self._lock:
-            if mark == self._mark:
+            # Only into the window it was loaded for: a load that outlived it (a slow query across
+            # an expiry) may hold a row older than the new window's start.
+            if mark == self._mark and window == self._filled:
                 if len(self._values) >= self._size:
                     self._values = {}
                 self._values[key] = value

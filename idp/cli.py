@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
+from redis.exceptions import RedisError
 
 from idp import audit, cache
 from idp.db import get_engine, get_session, make_engine, unit_of_work
@@ -389,8 +390,11 @@ def store_purge() -> None:
 def store_drop_caches() -> None:
     """Make every worker reload portals and signing keys on its next request (after a change made
     outside the ``flask`` commands, e.g. in SQL; the commands do this themselves)."""
-    with unit_of_work():
-        cache.changed()
+    try:
+        cache.announce()
+    except RedisError as e:
+        raise click.ClickException(f"the store cannot be reached ({type(e).__name__}): no worker "
+                                   "was told; run this again once it is back") from e
     click.echo("every worker reloads its caches on its next request")
 
 

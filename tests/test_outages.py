@@ -5,6 +5,7 @@ without restarting SatuID. The test stops and starts servers of its own, never t
 from __future__ import annotations
 
 import contextlib
+import logging
 import shutil
 import tempfile
 import time
@@ -19,6 +20,9 @@ from sqlalchemy import event, func, select
 
 from idp import metrics
 from idp.cache import Cache
+from idp.db import get_session
+from idp.models import Client
+from idp.oidc import clients
 from tests.conftest import REQUIRE_SERVICES, TEST_SETTINGS, Factory, make_app, migrate
 from tests.oidc_rp import Portal, query, register_portal
 from tests.servers import PG_BIN, OwnPostgres, OwnRedis
@@ -68,7 +72,8 @@ def assert_unavailable_page(response: Any) -> None:
     assert response.mimetype == "text/html"
 
 
-def test_redis_down_then_back(services: tuple[OwnPostgres, OwnRedis], outage_app: Flask) -> None:
+def test_redis_down_then_back(services: tuple[OwnPostgres, OwnRedis], outage_app: Flask,
+                              monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     _postgres, redis = services
     client = outage_app.test_client()
     citizen = Factory(outage_app).citizen()
@@ -81,6 +86,16 @@ def test_redis_down_then_back(services: tuple[OwnPostgres, OwnRedis], outage_app
     unavailable = metrics.REGISTRY.get_sample_value("satuid_authorizations_total",
                                                     {"outcome": "unavailable"}) or 0.0
     errors = metrics.REGISTRY.get_sample_value("satuid_authorizations_total", {"outcome": "error"})
+    loaded: list[str] = []
+    cache: Cache[str, str] = Cache(blind_max_age=0.3)
+
+    def use() -> None:
+        with outage_app.app_context():  # a request's context: the store is asked afresh
+            cache.get("portal", loaded.append)
+
+    use()
+    use()
+    assert loaded == ["portal"]  # filled under the store's mark
     redis.stop()
     r = client.get(portal.authorize_url())
     assert r.status_code == 302 and r.headers["Location"].startswith(portal.redirect_uri)
@@ -128,25 +143,36 @@ def test_redis_down_then_back(services: tuple[OwnPostgres, OwnRedis], outage_app
         event.remove(engine, "before_cursor_execute", reads)
     # Read at most once each (none when an earlier request of the outage read them).
     assert read.count("FROM oidc_client") <= 1 and read.count("FROM oidc_signing_key") <= 1, read
-    # ...and loads them again once those seconds are up: a change made meanwhile is seen then.
-    loaded: list[str] = []
-    cache: Cache[str, str] = Cache(blind_max_age=0.3)
 
-    def use() -> None:
-        with outage_app.app_context():  # a request's context: the store is asked afresh
-            cache.get("portal", loaded.append)
-
-    use()
-    use()
-    assert loaded == ["portal"]
+    # An operator disables the portal meanwhile: it commits, the news cannot be sent (the log says
+    # what to do), and the worker stops honouring the portal once its few seconds are up.
+    monkeypatch.setattr(clients._cached, "_blind_max_age", 0.3)
+    with caplog.at_level(logging.WARNING, logger="idp.cache"):
+        out = outage_app.test_cli_runner().invoke(args=["clients", "disable", portal.client_id])
+    assert out.exit_code == 0, out.output
+    assert "store drop-caches" in caplog.text
     time.sleep(0.4)
+    refused = portal.refresh(refresh_token)
+    assert refused.status_code == 401 and refused.get_json()["error"] == "invalid_client"
+    # Telling the workers by hand waits for the store, and says so.
+    out = outage_app.test_cli_runner().invoke(args=["store", "drop-caches"])
+    assert out.exit_code != 0 and "cannot be reached" in out.output
+    # A cache filled before the outage started again when the store went: its value is loaded
+    # anew, kept for those seconds only, and dropped once the store is back.
+    use()
     use()
     assert loaded == ["portal", "portal"]
+    time.sleep(0.4)
+    use()
+    assert loaded == ["portal", "portal", "portal"]
 
     redis.start()  # the same port; it kept nothing, so the SSO session is gone
     assert client.get("/healthz").status_code == 200
     use()  # the store is back with a mark: what was kept blind goes
-    assert len(loaded) == 3
+    assert len(loaded) == 4
+    with outage_app.app_context():
+        get_session().get(Client, portal.client_id).active = True  # type: ignore[union-attr]
+        get_session().commit()
     r = client.get(portal.authorize_url())
     assert r.status_code == 302 and r.headers["Location"].startswith("/login")
 
