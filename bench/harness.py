@@ -31,6 +31,7 @@ from typing import TypeVar
 
 import sqlalchemy as sa
 from argon2 import PasswordHasher
+from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -440,8 +441,8 @@ def hashing_cpu(server: IdpServer) -> float | None:
         if e.code == 404:  # a checkout from before /metrics
             return None
         raise
-    found = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-             if line.startswith("satuid_password_hashing_cpu_seconds_total{")]
+    found = [sample.value for family in text_string_to_metric_families(text)
+             for sample in family.samples if sample.name == "satuid_password_hashing_cpu_seconds_total"]
     return sum(found) if found else None
 
 
