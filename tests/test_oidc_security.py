@@ -129,6 +129,51 @@ def test_refresh_tokens_rotate_and_reuse_revokes_the_family(app, client, factory
     assert info.status_code == 401
 
 
+def test_a_rotation_revokes_a_sibling_left_live_in_its_grant(app, client, factory) -> None:
+    """One live refresh token per grant: a sibling that a race left live beside the token used (two
+    answers to one rotation) dies with the rotation, and the new token and the grant stand."""
+    import sqlalchemy as sa
+
+    from idp.db import get_session
+    from idp.models import Token
+    from idp.models.base import secret_digest
+
+    portal, code = _signed_in(app, client, factory, scope="openid profile offline_access")
+    first = portal.token(code).get_json()
+    with app.app_context():
+        session = get_session()
+        row = session.scalars(sa.select(Token).where(
+            Token.refresh_hash == secret_digest(first["refresh_token"]))).one()
+        columns = {c.key: getattr(row, c.key) for c in sa.inspect(Token).column_attrs
+                   if c.key != "id"}
+        session.add(Token(**{**columns, "jti": "sibling-jti",
+                             "refresh_hash": secret_digest("the-sibling-refresh-token")}))
+        session.commit()
+    rotated = portal.refresh(first["refresh_token"])
+    assert rotated.status_code == 200
+    # Revoked, not rotated: refused without being taken for a reuse, so the grant stands.
+    assert portal.refresh("the-sibling-refresh-token").get_json()["error"] == "invalid_grant"
+    assert portal.refresh(rotated.get_json()["refresh_token"]).status_code == 200
+    with app.app_context():
+        sibling = get_session().scalars(sa.select(Token).where(Token.jti == "sibling-jti")).one()
+        assert sibling.refresh_revoked_at is not None and sibling.refresh_used_at is None
+
+
+def test_the_rotation_statement_sets_only_the_siblings_revocation() -> None:
+    """The rotation's CTE is an UPDATE: a parameter named like a column would add that column to
+    its SET, on every sibling. Compiled with exactly the parameters ``save`` sends."""
+    from sqlalchemy.dialects import postgresql
+
+    from idp.oidc import tokens
+
+    keys = [f"new_{c}" for c in tokens._NEW_TOKEN_COLUMNS] + ["of_grant", "token_id", "now"]
+    sql = str(tokens._ROTATE_POSTGRESQL.compile(dialect=postgresql.psycopg.dialect(), column_keys=keys))
+    update, insert = sql.split(" INSERT INTO ")
+    assert update.split(" SET ")[1].split(" WHERE ")[0] == \
+        "refresh_revoked_at=%(now)s::TIMESTAMP WITH TIME ZONE"
+    assert insert.split("(")[1].split(")")[0].split(", ") == list(tokens._NEW_TOKEN_COLUMNS)
+
+
 def test_refresh_with_a_wider_scope_is_refused_and_leaves_the_token_usable(app, client,
                                                                           factory) -> None:
     portal, code = _signed_in(app, client, factory, scope="openid profile offline_access")

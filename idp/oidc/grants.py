@@ -211,6 +211,7 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
             if not tokens.retry_allowed(row):
                 self._reused(row)  # a use long ago, a second retry, or the chain moved on
                 raise InvalidGrantError("The refresh token is not valid.")
+            refresh_token.retrying = True
             audit.append("refresh_token_retry", citizen_id=row.citizen_id, client_id=row.client_id,
                          grant_id=str(row.grant_id))
         citizen = refresh_token.get_user()

@@ -82,7 +82,9 @@ class SatuIDServer(AuthorizationServer):
                        "auth_time": row.auth_time, "acr": acr, "amr": amr, "sid": row.sid,
                        # Never wider than what the portal is still registered for.
                        "refresh_scope": request.client.get_allowed_scope(
-                           request.refresh_token.get_scope())}
+                           request.refresh_token.get_scope()),
+                       # A retry's answer revoked its successors itself (``retry_allowed``).
+                       "rotated_token_id": None if request.refresh_token.retrying else row.id}
         tokens.save(token, context, request.client, request.user)
 
     def create_oauth2_request(self, request: Any) -> OAuth2Request:

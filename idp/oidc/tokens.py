@@ -95,7 +95,20 @@ def save(token: dict[str, Any], context: dict[str, Any], client: Client, citizen
             refresh_hash=secret_digest(token["refresh_token"]),
             refresh_scope=refresh_scope if refresh_scope not in (None, token["scope"]) else None,
             refresh_expires_at=now + dt.timedelta(seconds=_settings().refresh_token_lifetime))
-    get_session().connection().execute(insert(Token), values)
+    conn = get_session().connection()
+    rotated = context.get("rotated_token_id")
+    if rotated is None:
+        conn.execute(insert(Token), values)
+        return
+    # One live refresh token per grant: a sibling a retry left behind dies with this rotation,
+    # in a statement that starts after the claim's wait on the row's lock (see ``claim_refresh``).
+    siblings = {"of_grant": values["grant_id"], "token_id": rotated, "now": now}
+    if conn.dialect.name == "postgresql":
+        new = {f"new_{c}": values[c] for c in _NEW_TOKEN_COLUMNS}
+        conn.execute(_ROTATE_POSTGRESQL, {**new, **siblings})
+    else:
+        conn.execute(_REVOKE_SIBLINGS, siblings)
+        conn.execute(insert(Token), values)
 
 
 # The statements of the token endpoint and userinfo, built once: building an expression and its
@@ -107,6 +120,16 @@ _REVOKE_SIBLINGS = (update(Token).where(
     Token.grant_id == bindparam("of_grant"), Token.id != bindparam("token_id"),
     Token.refresh_hash.is_not(None), Token.refresh_used_at.is_(None),
     Token.refresh_revoked_at.is_(None)).values(refresh_revoked_at=bindparam("now")))
+# A rotation's new token and the revocation of its siblings in one round trip. The new row's
+# parameters are named apart from the columns: an UPDATE compiled with parameters named like its
+# columns would set them all on every sibling.
+_NEW_TOKEN_COLUMNS = ("grant_id", "client_id", "citizen_id", "jti", "scope", "claims_request",
+                      "auth_time", "acr", "amr", "sid", "issued_at", "access_expires_at",
+                      "refresh_hash", "refresh_scope", "refresh_expires_at")
+_ROTATE_POSTGRESQL = (
+    insert(Token).values({c: bindparam(f"new_{c}", type_=Token.__table__.c[c].type)
+                          for c in _NEW_TOKEN_COLUMNS})
+    .add_cte(_REVOKE_SIBLINGS.returning(Token.id).cte("revoked_siblings")))
 
 
 def claim_refresh(row: Token) -> bool:
@@ -114,16 +137,16 @@ def claim_refresh(row: Token) -> bool:
     A token revoked while its claim waited on the row's lock (a sibling's use revoked it) is not
     claimed either; the caller tells the two apart by ``refresh_used_at``.
 
-    Two statements, not one: the second takes a fresh snapshot, so it also revokes a token that a
-    concurrent use of a sibling committed while the claim waited on the row's lock (one statement's
-    CTEs share a snapshot taken before that wait, and would leave two live chains)."""
-    conn = get_session().connection()
-    now = utcnow()
-    if rowcount(conn.execute(_CLAIM, {"token_id": row.id, "now": now})) != 1:
-        return False
-    # One live refresh token per grant: a sibling a retry left behind dies when either is used.
-    conn.execute(_REVOKE_SIBLINGS, {"of_grant": row.grant_id, "token_id": row.id, "now": now})
-    return True
+    The rotation's siblings are revoked later, by the statement that saves the new token (``save``
+    with ``rotated_token_id``): a statement of its own after this one, so it takes a fresh
+    snapshot and also revokes a token that a concurrent use of a sibling committed while this
+    claim waited on the row's lock (CTEs of the claim's own statement would share a snapshot taken
+    before that wait, and leave two live chains). Two live siblings used at the same moment each
+    hold their own row and wait on the other's: PostgreSQL ends one use as a deadlock, which the
+    portal gets as ``temporarily_unavailable``, and its retry finds itself revoked (not reused).
+    Two live siblings only exist after a retry raced a use, so this stays rare."""
+    result = get_session().connection().execute(_CLAIM, {"token_id": row.id, "now": utcnow()})
+    return rowcount(result) == 1
 
 
 def retry_allowed(row: Token) -> bool:
