@@ -201,6 +201,24 @@ def test_per_ip_rate_limit(app: Flask, factory: Factory) -> None:
     actions = AuthActions(client)
     codes = [actions.login("3174045708900001", "x" * 12).status_code for _ in range(4)]
     assert codes[-1] == 429
+    # IPv6 is counted by its /64: a new address in the same network does not start afresh. (A NIK
+    # of its own each time: the NIK's own lockout is not what is tested here.)
+    def from_(address: str, nik: str) -> int:
+        other = AuthActions(limited.test_client())
+        other.client.environ_base["REMOTE_ADDR"] = address
+        return other.login(nik, "x" * 12).status_code
+    assert [from_(f"2001:db8:1:2::{n}", f"317404570890000{n + 1}") for n in range(1, 5)][-1] == 429
+    assert from_("2001:db8:1:3::1", "3174045708900009") != 429
+    limited.extensions["idp.engine"].dispose()
+
+
+def test_networks_are_counted_by_address_or_ipv6_64() -> None:
+    from idp.auth.lockout import network_of
+
+    assert network_of("203.0.113.7") == "203.0.113.7"
+    assert network_of("2001:db8:1:2:aaaa::1") == network_of("2001:db8:1:2:bbbb::2") == "2001:db8:1:2::/64"
+    assert network_of("::ffff:203.0.113.7") == "203.0.113.7"  # an IPv4 client on a dual stack
+    assert network_of(None) == "" and network_of("not-an-address") == "not-an-address"
 
 
 def test_password_rehashed_on_login_when_parameters_change(auth: AuthActions, factory: Factory,

@@ -16,6 +16,7 @@ logging in again between guesses.
 
 from __future__ import annotations
 
+import ipaddress
 import time
 from dataclasses import dataclass
 
@@ -188,8 +189,24 @@ def unlock_second_factors(citizen_id: str) -> None:
         state.delete_together((guard.failures, guard.waits, guard.locks), citizen_id)
 
 
-def ip_allowed(bucket: str = "login") -> bool:
-    """Fixed one-minute window per client address; the limit is IDP_IP_RATE_LIMIT."""
+def ip_allowed(bucket: str = "login", limit: int | None = None) -> bool:
+    """Fixed one-minute window per client network and bucket; the limit is ``limit``, or
+    IDP_IP_RATE_LIMIT. An IPv6 client is counted by its /64, the least one subscriber is given:
+    counted by address, it could take a new one for every attempt."""
     window = int(time.time() // 60)
-    count = state.network_attempts.incr(bucket, request.remote_addr or "", str(window))
-    return count <= _settings().ip_rate_limit
+    count = state.network_attempts.incr(bucket, state.digest(network_of(request.remote_addr)),
+                                        str(window))
+    return count <= (limit if limit is not None else _settings().ip_rate_limit)
+
+
+def network_of(address: str | None) -> str:
+    """The address itself for IPv4, its /64 for IPv6."""
+    try:
+        ip = ipaddress.ip_address(address or "")
+    except ValueError:
+        return address or ""
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:  # an IPv4 client on a dual-stack socket
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
