@@ -64,6 +64,7 @@ class Settings:
     login_max_failures: int
     login_lockout_seconds: int
     ip_rate_limit: int  # attempts per minute per IP
+    audit_rate_limit: int  # requests per minute per IP to the public /audit endpoints; 0: no limit
     webauthn_rp_id: str
     webauthn_origin: str
     access_token_lifetime: int
@@ -160,6 +161,7 @@ def load_settings(overrides: dict[str, str] | None = None) -> Settings:
         login_max_failures=number("LOGIN_MAX_FAILURES", 5),
         login_lockout_seconds=number("LOGIN_LOCKOUT_SECONDS", 15 * 60),
         ip_rate_limit=number("IP_RATE_LIMIT", 30),
+        audit_rate_limit=number("AUDIT_RATE_LIMIT", 120),
         webauthn_rp_id=get("WEBAUTHN_RP_ID", host),
         webauthn_origin=get("WEBAUTHN_ORIGIN", issuer),
         access_token_lifetime=number("ACCESS_TOKEN_LIFETIME", 300),

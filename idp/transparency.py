@@ -4,16 +4,56 @@ and check that each extends the last (Certificate Transparency's model, RFC 9162
 
 Only hashes and signed tree heads are public; events themselves never leave SatuID except to the
 citizen they are about (``/account/activity/<id>/proof``).
+
+Each answer is public and cacheable, but each one the server computes is a query (a consistency
+proof, a walk of the tree), so one address gets ``IDP_AUDIT_RATE_LIMIT`` a minute on Redis: ample
+for a monitor that polls the newest checkpoint and asks for one proof per new one. The embedded
+default does not count: there each count would be a write, dearer than the read it guards.
 """
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, jsonify, request
+import logging
+import math
+import time
+
+from flask import Blueprint, Response, current_app, jsonify, request
+from redis.exceptions import RedisError
 
 from idp import audit
+from idp.auth import lockout
 from idp.db import get_session
+from idp.store import RedisStore, get_store
+
+log = logging.getLogger(__name__)
+_warned_at = -math.inf
 
 bp = Blueprint("transparency", __name__, url_prefix="/audit")
+
+
+@bp.before_request
+def _limit() -> tuple[Response, int] | None:
+    limit: int = current_app.config["IDP"].audit_rate_limit
+    if limit <= 0 or not isinstance(get_store(), RedisStore):
+        return None
+    try:
+        allowed = lockout.ip_allowed("audit", limit)
+    except RedisError as e:
+        # The log's public face stays up in an outage of the store that counts: it matters most
+        # when something is wrong. Only the limit is missing meanwhile.
+        global _warned_at
+        if time.monotonic() - _warned_at > 60:  # once a minute, not once a request
+            _warned_at = time.monotonic()
+            log.warning("the audit endpoints are not rate limited while the store is down (%s)",
+                        type(e).__name__)
+        return None
+    if allowed:
+        return None
+    response, status = _error("too many requests from this address; try again next minute", 429,
+                              "too_many_requests")
+    response.headers["Retry-After"] = str(60 - int(time.time()) % 60)
+    response.headers["Cache-Control"] = "no-store"  # this address's refusal, not the log's answer
+    return response, status
 
 
 def _text(body: str, max_age: int) -> Response:
@@ -21,8 +61,9 @@ def _text(body: str, max_age: int) -> Response:
         "Cache-Control": f"public, max-age={max_age}", "Access-Control-Allow-Origin": "*"})
 
 
-def _error(description: str, status: int) -> tuple[Response, int]:
-    response = jsonify(error="invalid_request", error_description=description)
+def _error(description: str, status: int, error: str = "invalid_request") -> tuple[Response, int]:
+    response = jsonify(error=error, error_description=description)
+    response.headers["Access-Control-Allow-Origin"] = "*"  # a monitor in a browser reads why
     return response, status
 
 

@@ -315,6 +315,38 @@ def proof_key(app: Flask) -> str:
     return str(app.test_cli_runner().invoke(args=["audit", "key"]).output.strip())
 
 
+def test_the_public_audit_endpoints_are_rate_limited_per_address(backend: dict[str, str]) -> None:
+    """One address gets IDP_AUDIT_RATE_LIMIT answers a minute, then a JSON 429 with Retry-After
+    that no cache keeps; another address is not held back by it. The embedded default does not
+    count (a write for every read)."""
+    import time
+
+    from tests.conftest import make_app
+
+    app = make_app({**backend, "IDP_AUDIT_RATE_LIMIT": "3"})
+    if time.time() % 60 > 55:  # all within one window
+        time.sleep(60 - time.time() % 60 + 0.1)
+    client = app.test_client()
+    answers = [client.get(path).status_code
+               for path in ("/audit/checkpoint", "/audit/key", "/audit/consistency?first=1")]
+    assert answers == [404, 404, 404]  # no checkpoint yet, but answered
+    nothing = client.get("/audit/checkpoint")
+    assert nothing.headers["Access-Control-Allow-Origin"] == "*"
+    if not backend["IDP_REDIS_URL"]:
+        assert nothing.status_code == 404
+        app.extensions["idp.engine"].dispose()
+        return
+    assert nothing.status_code == 429
+    refused = client.get("/audit/checkpoint")
+    assert refused.status_code == 429 and refused.get_json()["error"] == "too_many_requests"
+    assert 1 <= int(refused.headers["Retry-After"]) <= 60
+    assert refused.headers["Cache-Control"] == "no-store"
+    assert refused.headers["Access-Control-Allow-Origin"] == "*"
+    other = app.test_client().get("/audit/checkpoint", environ_base={"REMOTE_ADDR": "10.9.8.7"})
+    assert other.status_code == 404
+    app.extensions["idp.engine"].dispose()
+
+
 def test_published_checkpoints_and_consistency_proofs_for_monitors(app: Flask) -> None:
     client = app.test_client()
     assert client.get("/audit/checkpoint").status_code == 404
