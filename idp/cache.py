@@ -11,8 +11,11 @@ happens to the mark.
 While the store is down no change can be announced, and none can be seen: a worker's cache then
 keeps what it loads for a few seconds only (``blind_max_age``), so an outage neither sends every use
 to the database nor lets a change go unseen by that worker for longer than that. A worker that served
-no request during the outage never noticed it, and keeps what it had until the one-minute backstop
-(or ``flask store drop-caches``, which a change committed during the outage asks for in the log).
+no request during the outage never noticed it; so a process that did announces a new mark as soon as
+it reads the store again, and every worker drops what it had (a change committed during the outage
+may not have been announced). Only when no serving process met the outage (the store was cut off
+from the operator's host alone) does the one-minute backstop apply, or ``flask store drop-caches``,
+which a change committed during the outage asks for in the log.
 """
 
 from __future__ import annotations
@@ -37,11 +40,17 @@ log = logging.getLogger(__name__)
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 
+# This process could not read the mark (or announce a change) since it last read one: once it can,
+# it announces a new mark, unless another process did meanwhile (the mark is no longer ``_last_mark``).
+_outage_met = False
+_last_mark: str | None = None
+
 
 def generation() -> str | None:
     """The current mark, memoised for the request (one store read however many caches are used);
     None when the store cannot be reached: a request that needs no short-lived state (a refresh
     grant, a portal's error redirect) still works, on caches of a few seconds (``Cache``)."""
+    global _outage_met, _last_mark
     if has_app_context() and "cache_generation" in g:
         mark: str | None = g.cache_generation
         return mark
@@ -55,9 +64,32 @@ def generation() -> str | None:
         mark = found.v if found else None
     except RedisError:
         mark = None
+        _outage_met = True
+    if mark is not None and _outage_met:
+        _outage_met = False
+        if mark == _last_mark:  # no process has announced anything since: this one does
+            mark = _announce_after_outage(mark)
+    if mark is not None:
+        _last_mark = mark
     if has_app_context():
         g.cache_generation = mark
     return mark
+
+
+def _announce_after_outage(mark: str) -> str:
+    """Back after an outage this process met: a change may have committed meanwhile whose
+    announcement was lost, and workers that met no outage would never learn of it. Returns the new
+    mark, or ``mark`` when the store takes no writes (a read-only replica): reads go on."""
+    new = secrets.token_hex(8)
+    try:
+        state.cache_generation.put(state.Generation(new), "generation")
+    except RedisError as e:
+        log.warning("the store is back but takes no writes (%s): caches are not dropped in "
+                    "every worker; run `flask store drop-caches` if a portal or key changed",
+                    type(e).__name__)
+        return mark
+    log.info("the store is back: caches dropped in every worker")
+    return new
 
 
 def changed(session: Session | None = None) -> None:
@@ -90,12 +122,14 @@ def announce() -> None:
 
 
 def _bump() -> None:
+    global _outage_met
     try:
         announce()
     except RedisError as e:
-        # The change has committed; only the news of it is lost. A worker that saw the outage
-        # dropped its caches then and reloads within seconds; one that did not keeps the old row
-        # until its cache is a minute old.
+        # The change has committed; only the news of it is lost. This process, if it serves on,
+        # and any worker that met the outage announce a new mark when the store is back; a
+        # command that exits now cannot, and nor can anyone if no worker met the outage.
+        _outage_met = True
         log.warning("a portal or signing key change committed, but the store could not be told "
                     "(%s): run `flask store drop-caches` once it is back", type(e).__name__)
 

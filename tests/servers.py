@@ -237,8 +237,11 @@ class OwnPostgres:
 
 @dataclass
 class OwnRedis:
-    """A Redis server of the test's own on a spare port (it keeps nothing on disk)."""
+    """A Redis server of the test's own on a spare port. It keeps nothing on disk, unless given a
+    folder (``keep_in``): then a stop saves its data there and the next start loads it, as a
+    server cut off for a while and back with its data."""
 
+    keep_in: Path | None = None
     port: int = 0
     process: subprocess.Popen[bytes] | None = None
 
@@ -248,8 +251,9 @@ class OwnRedis:
 
     def start(self) -> OwnRedis:
         self.port = self.port or free_port()
+        disk = ["--save", "3600 1", "--dir", str(self.keep_in)] if self.keep_in else ["--save", ""]
         self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", *disk,
              "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:

@@ -105,6 +105,8 @@ def test_redis_down_then_back(services: tuple[OwnPostgres, OwnRedis], outage_app
     unknown = client.get("/authorize", query_string={"client_id": "nobody", "redirect_uri": "https://x/cb",
                                                      "response_type": "code", "scope": "openid"})
     assert_unavailable_page(unknown)  # no trustworthy redirect_uri: the page
+    # The log's public face stays up without the store that counts its requests.
+    assert client.get("/audit/checkpoint").status_code == 404  # a fresh log: none signed yet
     # Both answers are counted as the outage they are, not as the portals' errors.
     assert metrics.REGISTRY.get_sample_value("satuid_authorizations_total",
                                              {"outcome": "unavailable"}) == unavailable + 2
@@ -175,6 +177,54 @@ def test_redis_down_then_back(services: tuple[OwnPostgres, OwnRedis], outage_app
         get_session().commit()
     r = client.get(portal.authorize_url())
     assert r.status_code == 302 and r.headers["Location"].startswith("/login")
+
+
+def test_a_worker_that_met_a_redis_outage_tells_every_worker_when_it_is_back(
+        services: tuple[OwnPostgres, OwnRedis], tmp_path: Path) -> None:
+    """Redis cut off for a while and back with its data: the old mark would tell a worker that met
+    no outage that nothing changed, though a change may have committed unannounced meanwhile. The
+    first process to read the store again after meeting the outage announces a new mark."""
+    from idp import cache, state
+
+    postgres, _redis = services
+    kept = OwnRedis(keep_in=tmp_path).start()
+    migrate(postgres.url)
+    app = make_app({"IDP_INSTANCE_PATH": str(tmp_path / "instance"), "IDP_DATABASE_URL": postgres.url,
+                    "IDP_REDIS_URL": kept.url, **TEST_SETTINGS})
+    try:
+        with app.app_context():
+            before = cache.generation()
+        assert before is not None
+        kept.stop()
+        with app.app_context():
+            assert cache.generation() is None  # this process meets the outage
+        kept.start()
+        with app.app_context():
+            # The store came back with its data: a worker that met nothing would see no change.
+            survived = state.cache_generation.get("generation")
+            assert survived is not None and survived.v == before
+        with app.app_context():
+            after = cache.generation()
+        assert after not in (None, before)
+        with app.app_context():
+            assert state.cache_generation.get("generation") == state.Generation(after)
+            assert cache.generation() == after  # announced once, not on every read
+
+        # Another outage, and another process announces first: this one takes that mark and
+        # announces nothing more (every announcement drops every worker's caches).
+        kept.stop()
+        with app.app_context():
+            assert cache.generation() is None
+        kept.start()
+        with app.app_context():
+            state.cache_generation.put(state.Generation("from-another-worker"), "generation")
+        with app.app_context():
+            assert cache.generation() == "from-another-worker"
+        with app.app_context():
+            assert state.cache_generation.get("generation") == state.Generation("from-another-worker")
+    finally:
+        app.extensions["idp.engine"].dispose()
+        kept.stop()
 
 
 def test_postgres_down_then_back(services: tuple[OwnPostgres, OwnRedis], outage_app: Flask) -> None:
