@@ -43,7 +43,9 @@ class Officer:
         self._step = int(time.time() // 30) - 1
 
     def code(self) -> str:
-        """A code of a step not used before (each step is accepted once)."""
+        """A code of a step not used before (each step is accepted once), and never older than the
+        step before the current one (the window): a step boundary may pass between two codes."""
+        self._step = max(self._step, int(time.time() // 30) - 1)
         assert self._step <= int(time.time() // 30) + 1, "more codes than the window allows"
         code = pyotp.TOTP(self.secret).at(self._step * 30)
         self._step += 1

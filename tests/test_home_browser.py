@@ -43,6 +43,9 @@ def servers(tmp_path: Path) -> Iterator[Servers]:
 
 
 def no_sideways_scroll(page: Page) -> None:
+    """Fails when the page is wider than the phone. Callers wait for the page they expect first:
+    evaluated mid-navigation, the document can be missing."""
+    page.wait_for_load_state()
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= 360, f"{page.url} is {width} px wide"
 
@@ -92,6 +95,7 @@ def test_citizen_home_services_rating_password_email_export_and_closing(
             page.goto(idp + "/layanan")
             page.locator("#event-health li.service[data-client='portal-kesehatan'] "
                          "a[href$='/layanan/portal-kesehatan/nilai']").click()
+            expect(page).to_have_url(idp + "/layanan/portal-kesehatan/nilai")
             no_sideways_scroll(page)
             page.locator("input[name=score][value='5']").check()
             page.fill("#comment", "Cepat dan jelas.")
@@ -112,6 +116,7 @@ def test_citizen_home_services_rating_password_email_export_and_closing(
             page.goto(idp + "/account")
             no_sideways_scroll(page)
             page.locator("main a[href='/account/password']").click()
+            expect(page).to_have_url(idp + "/account/password")
             no_sideways_scroll(page)
             page.fill("#current", password)
             page.fill("#password", new_password)
@@ -125,6 +130,7 @@ def test_citizen_home_services_rating_password_email_export_and_closing(
 
         with steps.step("replace the email: a code to the new address"):
             page.locator("main a[href='/account/email']").click()
+            expect(page).to_have_url(idp + "/account/email")
             no_sideways_scroll(page)
             page.fill("#email", new_email)
             page.fill("#current", new_password)
