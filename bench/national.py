@@ -10,7 +10,8 @@ Each checkout's server runs its own code (``git worktree add /tmp/prev <rev>`` m
 with; it runs with this checkout's virtualenv) on a fresh database of ``--residents`` synthetic
 residents, ``--accounts`` of whom have an account. Per round each server in turn serves silent SSO
 flows (authorize prompt=none → token → userinfo), refresh-token grants and password logins, so that
-the machine's noise falls on all of them alike; the figures pool the rounds.
+the machine's noise falls on all of them alike, in an order that turns round every round (the first
+in a round measured more); the figures pool the rounds. Use an even ``--rounds`` when comparing.
 
 A login's CPU beyond argon2id is set against the argon2id CPU the server itself counted during the
 logins (``satuid_password_hashing_cpu_seconds_total``, read from ``/metrics`` before and after), not
@@ -63,7 +64,7 @@ from harness import (
     worker_rss,
 )
 from login import login_phase
-from oidc_flow import Portal, log_in_browsers, refresh_phase, sso_phase
+from oidc_flow import Browser, Portal, log_in_browsers, refresh_phase, sso_phase
 
 
 @dataclass
@@ -75,7 +76,7 @@ class Deployment:
     server: IdpServer
     argon2: Argon2
     portal: Portal
-    browsers: list[requests.Session]
+    browsers: list[Browser]
     logins: list[str]  # NIKs not yet used, in the order the rounds log them in
     sso: Measured = field(default_factory=Measured)
     refresh: Measured = field(default_factory=Measured)
@@ -316,9 +317,14 @@ def framework_floor(workers: int, concurrency: int, requests_each: int = 400) ->
                     time.sleep(0.1)
 
             def client(_: int) -> None:
-                with requests.Session() as browser:
+                browser = Browser(url)
+                try:
                     for _ in range(requests_each):
-                        browser.get(url).raise_for_status()
+                        status, _response, _body = browser.request("GET", "/")
+                        if status != 200:
+                            raise RuntimeError(f"the floor's view answered {status}")
+                finally:
+                    browser.close()
 
             with ThreadPoolExecutor(concurrency) as pool:
                 list(pool.map(client, range(concurrency)))  # warm up

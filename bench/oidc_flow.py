@@ -14,6 +14,8 @@ from __future__ import annotations
 import argparse
 import base64
 import hashlib
+import http.client
+import json
 import os
 import random
 import re
@@ -23,6 +25,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from http.cookies import SimpleCookie
 from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -57,13 +60,65 @@ def pkce() -> tuple[str, str]:
     return verifier, base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
+class Browser:
+    """A logged-in citizen's browser for the measured flows: its cookies on one keep-alive
+    connection of ``http.client``. ``requests`` costs the load generator several times the CPU per
+    call, on the very cores the server is measured on, and its threads' turns at the GIL land in
+    the latencies it records."""
+
+    def __init__(self, url: str, cookies: dict[str, str] | None = None) -> None:
+        where = urlsplit(url)
+        self.host, self.port = where.hostname or "127.0.0.1", where.port or 80
+        self.cookies = dict(cookies or {})
+        self.connection: http.client.HTTPConnection | None = None
+
+    @classmethod
+    def of(cls, url: str, session: requests.Session) -> Browser:
+        return cls(url, {c.name: c.value or "" for c in session.cookies})
+
+    def request(self, method: str, path: str, body: dict[str, str] | None = None,
+                headers: dict[str, str] | None = None) -> tuple[int, http.client.HTTPResponse, bytes]:
+        """(status, response, body); one retry on a connection the server closed while idle."""
+        sent = dict(headers or {})
+        if self.cookies:
+            sent["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
+        data = None
+        if body is not None:
+            data = urlencode(body)
+            sent["Content-Type"] = "application/x-www-form-urlencoded"
+        for attempt in (1, 2):
+            if self.connection is None:
+                self.connection = http.client.HTTPConnection(self.host, self.port, timeout=60)
+            try:
+                self.connection.request(method, path, data, sent)
+                response = self.connection.getresponse()
+                content = response.read()
+                break
+            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+                self.close()
+                if attempt == 2:
+                    raise
+        for header in response.headers.get_all("Set-Cookie") or []:
+            for name, morsel in SimpleCookie(header).items():
+                if morsel["max-age"] == "0" or morsel["expires"].startswith("Thu, 01 Jan 1970"):
+                    self.cookies.pop(name, None)  # the server cleared it
+                else:
+                    self.cookies[name] = morsel.value
+        return response.status, response, content
+
+    def close(self) -> None:
+        if self.connection is not None:
+            self.connection.close()
+            self.connection = None
+
+
 class Portal:
     """A confidential relying party driving citizens' browsers through SatuID."""
 
     def __init__(self, server: IdpServer, client_id: str, secret: str) -> None:
         self.server = server
-        self.auth = (client_id, secret)
         self.client_id = client_id
+        self.basic = "Basic " + base64.b64encode(f"{client_id}:{secret}".encode()).decode()
 
     def authorize_url(self, challenge: str, **extra: str) -> str:
         params = {"response_type": "code", "client_id": self.client_id, "redirect_uri": REDIRECT,
@@ -95,43 +150,52 @@ class Portal:
                 response = browser.get(url, allow_redirects=False)
         raise RuntimeError(f"could not log in {nik}")
 
-    def flow(self, browser: requests.Session) -> tuple[float, str]:
+    def flow(self, browser: Browser) -> tuple[float, str]:
         """One silent flow; returns its seconds and the refresh token it got."""
         started = time.perf_counter()
         verifier, challenge = pkce()
-        response = browser.get(self.authorize_url(challenge, prompt="none"), allow_redirects=False)
-        query = parse_qs(urlsplit(response.headers["Location"]).query)
+        url = self.authorize_url(challenge, prompt="none")
+        status, response, _ = browser.request("GET", url[len(self.server.url):])
+        query = parse_qs(urlsplit(response.headers.get("Location", "")).query)
         if "code" not in query:
-            raise RuntimeError(f"prompt=none got no code: {query}")
-        token = browser.post(self.server.url + "/token", auth=self.auth, data={
+            raise RuntimeError(f"prompt=none got no code: {status} {query}")
+        status, _, body = browser.request("POST", "/token", {
             "grant_type": "authorization_code", "code": query["code"][0], "redirect_uri": REDIRECT,
-            "code_verifier": verifier})
-        token.raise_for_status()
-        tokens = token.json()
-        info = browser.get(self.server.url + "/userinfo",
-                           headers={"Authorization": f"Bearer {tokens['access_token']}"})
-        info.raise_for_status()
+            "code_verifier": verifier}, {"Authorization": self.basic})
+        if status != 200:
+            raise RuntimeError(f"token: {status} {body[:200]!r}")
+        tokens = json.loads(body)
+        status, _, body = browser.request("GET", "/userinfo",
+                                          headers={"Authorization": f"Bearer {tokens['access_token']}"})
+        if status != 200:
+            raise RuntimeError(f"userinfo: {status} {body[:200]!r}")
         return time.perf_counter() - started, str(tokens["refresh_token"])
 
     def refresh_chain(self, refresh_token: str, count: int) -> list[float]:
         """``count`` refresh grants, each with the token the previous one rotated in."""
-        session = requests.Session()
+        backend = Browser(self.server.url)  # the portal's back end: no cookies
         times = []
-        for _ in range(count):
-            started = time.perf_counter()
-            response = session.post(self.server.url + "/token", auth=self.auth, data={
-                "grant_type": "refresh_token", "refresh_token": refresh_token})
-            times.append(time.perf_counter() - started)
-            response.raise_for_status()
-            refresh_token = response.json()["refresh_token"]
+        try:
+            for _ in range(count):
+                started = time.perf_counter()
+                status, _, body = backend.request("POST", "/token", {
+                    "grant_type": "refresh_token", "refresh_token": refresh_token},
+                    {"Authorization": self.basic})
+                times.append(time.perf_counter() - started)
+                if status != 200:
+                    raise RuntimeError(f"refresh: {status} {body[:200]!r}")
+                refresh_token = json.loads(body)["refresh_token"]
+        finally:
+            backend.close()
         return times
 
 
-def log_in_browsers(portal: Portal, niks: Sequence[str], concurrency: int) -> list[requests.Session]:
+def log_in_browsers(portal: Portal, niks: Sequence[str], concurrency: int) -> list[Browser]:
     """One browser per NIK, logged in (password ``PASSWORD``) and consented, with one flow done to
     warm every worker's connections and caches."""
-    def one(nik: str) -> requests.Session:
-        browser = portal.log_in(nik, PASSWORD)
+    def one(nik: str) -> Browser:
+        with portal.log_in(nik, PASSWORD) as session:
+            browser = Browser.of(portal.server.url, session)
         portal.flow(browser)
         return browser
 
@@ -139,7 +203,7 @@ def log_in_browsers(portal: Portal, niks: Sequence[str], concurrency: int) -> li
         return list(pool.map(one, niks))
 
 
-def sso_phase(portal: Portal, browsers: Sequence[requests.Session], flows: int,
+def sso_phase(portal: Portal, browsers: Sequence[Browser], flows: int,
               concurrency: int) -> Measured:
     """``flows`` silent flows from ``concurrency`` users, each going round its own browsers."""
     assert portal.server.process is not None
@@ -159,7 +223,7 @@ def sso_phase(portal: Portal, browsers: Sequence[requests.Session], flows: int,
     return measure(portal.server.process.pid, work)
 
 
-def refresh_phase(portal: Portal, browsers: Sequence[requests.Session], grants: int,
+def refresh_phase(portal: Portal, browsers: Sequence[Browser], grants: int,
                   concurrency: int) -> Measured:
     """``grants`` refresh-token grants: ``concurrency`` rotating chains, each from a fresh flow."""
     assert portal.server.process is not None
