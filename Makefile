@@ -20,7 +20,7 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 
 # Re-resolve the lock file within pyproject.toml's ranges (after changing a dependency).
 lock:
-	test -x $(VENV)/bin/uv || { test -x $(PY) || $(PYTHON) -m venv $(VENV); $(PY) -m pip install -q uv; }
+	test -x $(VENV)/bin/uv || { test -x $(PY) || $(PYTHON) -m venv $(VENV); $(PY) -m pip install -q uv==0.13.9; }
 	$(VENV)/bin/uv pip compile pyproject.toml --extra dev --generate-hashes --python-version 3.11 \
 	  --upgrade -o requirements.lock
 
