@@ -21,6 +21,7 @@ import base64
 import datetime as dt
 import fcntl
 import json
+import re
 import time
 import uuid
 from collections import Counter
@@ -440,6 +441,21 @@ def _month(day: dt.date, ahead: int = 0) -> dt.date:
 
 def partition_name(month: dt.date) -> str:
     return f"audit_event_{month.year}_{month.month:02d}"
+
+
+_PARTITION_NAME = re.compile(r"audit_event_(\d{4})_(\d{2})")
+
+
+def partitions_end(conn: Connection) -> dt.datetime | None:
+    """Where the last monthly partition of ``audit_event`` ends, from the catalog (None when the
+    table has none, or is not partitioned): events from then on land in ``audit_event_default``."""
+    names = conn.execute(text(
+        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+        "WHERE i.inhparent = to_regclass('audit_event')")).scalars()
+    months = [dt.date(int(m[1]), int(m[2]), 1) for m in map(_PARTITION_NAME.fullmatch, names) if m]
+    if not months:
+        return None
+    return dt.datetime.combine(_month(max(months), 1), dt.time(), dt.UTC)
 
 
 def ensure_partitions(conn: Connection, today: dt.date, ahead: int = 2) -> list[str]:

@@ -18,6 +18,7 @@ import os
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Literal, get_args
 
 from flask import Flask, Response, g, request
@@ -178,13 +179,26 @@ def _observe(response: Response) -> Response:
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 
-class DatabaseGauges:
-    """Gauges read from the database at scrape time (the caller reads them through an index or the
-    planner's statistics, never by scanning a large table)."""
+@dataclass(frozen=True)
+class AuditLogState:
+    """Where the audit log stands, for the alerts that watch its checkpointer and partitions."""
 
-    def __init__(self, outbox: Mapping[str, int], citizens_estimate: float | None) -> None:
+    checkpoint_size: int | None = None  # events in the newest signed checkpoint; None before one
+    checkpoint_at: float | None = None  # its time (Unix seconds)
+    partitions_end: float | None = None  # where the last monthly partition ends (PostgreSQL)
+    default_partition_rows: float | None = None  # events in audit_event_default (PostgreSQL)
+
+
+class DatabaseGauges:
+    """Gauges read from the database at scrape time (the caller reads them through an index, the
+    catalog or the planner's and the statistics collector's counts, never by scanning a large
+    table)."""
+
+    def __init__(self, outbox: Mapping[str, int], citizens_estimate: float | None,
+                 audit_log: AuditLogState = AuditLogState()) -> None:
         self.outbox = outbox
         self.citizens_estimate = citizens_estimate
+        self.audit_log = audit_log
 
     def collect(self) -> Iterator[Metric]:
         outbox = GaugeMetricFamily(
@@ -199,6 +213,28 @@ class DatabaseGauges:
                 "satuid_citizens_estimate",
                 "Citizen accounts as PostgreSQL's statistics estimate them (pg_class.reltuples, "
                 "refreshed by autovacuum and ANALYZE).", value=self.citizens_estimate)
+        log = self.audit_log
+        if log.checkpoint_size is not None and log.checkpoint_at is not None:
+            yield GaugeMetricFamily(
+                "satuid_audit_checkpoint_tree_size",
+                "Audit events in the newest signed checkpoint.", value=log.checkpoint_size)
+            yield GaugeMetricFamily(
+                "satuid_audit_checkpoint_timestamp_seconds",
+                "When the newest checkpoint was signed. The checkpointer signs one whenever new "
+                "events wait, so while satuid_audit_events_total grows this stays recent.",
+                value=log.checkpoint_at)
+        if log.partitions_end is not None:
+            yield GaugeMetricFamily(
+                "satuid_audit_partitions_end_timestamp_seconds",
+                "Where the last monthly partition of audit_event ends: events from then on land in "
+                "audit_event_default (flask audit partitions makes the months ahead).",
+                value=log.partitions_end)
+        if log.default_partition_rows is not None:
+            yield GaugeMetricFamily(
+                "satuid_audit_default_partition_rows",
+                "Audit events in audit_event_default, as PostgreSQL's statistics count them "
+                "(n_live_tup): above 0, a month's partition was missing when they were written.",
+                value=log.default_partition_rows)
 
 
 def multiprocess_dir() -> str | None:

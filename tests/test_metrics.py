@@ -11,6 +11,7 @@ the page, and on PostgreSQL the statistics collector sees no scan of ``citizen``
 
 from __future__ import annotations
 
+import datetime as dt
 import glob
 import os
 import re
@@ -33,6 +34,9 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.values import mmap_key
 
+from idp import audit
+from idp.db import get_session, unit_of_work
+from idp.models import AuditEvent
 from tests.conftest import AuthActions, Factory, csrf_token, make_app, services_available
 from tests.oidc_rp import pkce_pair
 from tests.servers import IdpServer
@@ -107,8 +111,10 @@ def test_logins_failures_and_lockouts_are_counted_and_requests_timed(backend: di
         frozenset({("status", status)}) for status in ("pending", "sending", "failed")}
 
 
-def test_a_scrape_reads_only_the_outbox_index_and_the_planner_statistics(
-        app: Flask, client: FlaskClient) -> None:
+def test_a_scrape_reads_only_indexes_the_catalog_and_statistics(app: Flask, client: FlaskClient) -> None:
+    """The outbox by its status index, the newest audit checkpoint by its primary key, and on
+    PostgreSQL the planner's estimates, the partitions in the catalog and the statistics collector's
+    row counts: never a scan of a table that grows."""
     statements: list[tuple[str, Any]] = []
 
     def record(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any,
@@ -125,18 +131,60 @@ def test_a_scrape_reads_only_the_outbox_index_and_the_planner_statistics(
     tables = {t for statement, _ in statements
               for t in re.findall(r'\b(?:FROM|JOIN)\s+"?(\w+)', statement, flags=re.IGNORECASE)}
     postgres = engine.dialect.name == "postgresql"
-    assert tables == ({"outbox_message", "pg_class"} if postgres else {"outbox_message"})
-    (statement, parameters), = [(s, p) for s, p in statements if "outbox_message" in s]
-    with engine.connect() as conn:
-        if postgres:
-            # Forbid sequential scans: the plan must then show that an index can answer.
-            conn.exec_driver_sql("SET enable_seqscan = off")
-            plan = "\n".join(row[0] for row in conn.exec_driver_sql("EXPLAIN " + statement, parameters))
-            assert "ix_outbox_message_due" in plan and "Seq Scan" not in plan, plan
-        else:
-            plan = "\n".join(row[-1] for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement,
-                                                                     parameters))
-            assert "INDEX ix_outbox_message_due" in plan and not plan.startswith("SCAN"), plan
+    assert tables == {"outbox_message", "audit_checkpoint"} | (
+        {"pg_class", "pg_inherits", "pg_stat_user_tables"} if postgres else set())
+    indexes = {"outbox_message": "ix_outbox_message_due",
+               "audit_checkpoint": "pk_audit_checkpoint" if postgres else "sqlite_autoindex_audit_checkpoint"}
+    for table, index in indexes.items():
+        (statement, parameters), = [(s, p) for s, p in statements if table in s]
+        with engine.connect() as conn:
+            if postgres:
+                # Forbid sequential scans: the plan must then show that an index can answer.
+                conn.exec_driver_sql("SET enable_seqscan = off")
+                plan = "\n".join(row[0] for row in conn.exec_driver_sql("EXPLAIN " + statement,
+                                                                         parameters))
+                assert index in plan and "Seq Scan" not in plan, plan
+            else:
+                plan = "\n".join(row[-1] for row in conn.exec_driver_sql(
+                    "EXPLAIN QUERY PLAN " + statement, parameters))
+                assert index in plan and "USING" in plan, plan
+
+
+def test_the_audit_logs_checkpoint_and_partitions_are_gauged(app: Flask, client: FlaskClient) -> None:
+    """What the alerts on the audit log read: the newest checkpoint's size and time, and on
+    PostgreSQL where the monthly partitions end and whether events fell into the default one."""
+    postgres = app.extensions["idp.engine"].dialect.name == "postgresql"
+    before = scrape(client)
+    assert not [name for name, _ in before if name.startswith("satuid_audit_checkpoint")]  # none yet
+
+    with app.app_context():
+        for i in range(3):
+            with unit_of_work():
+                audit.append("login", actor="citizen:x", citizen_id=None, attempt=i)
+    signed_at = time.time()
+    result = app.test_cli_runner().invoke(args=["audit", "checkpoint"])
+    assert result.exit_code == 0, result.output
+    with app.app_context():
+        events = get_session().scalar(sa.text("SELECT count(*) FROM audit_event"))
+    after = scrape(client)
+    assert value(after, "satuid_audit_checkpoint_tree_size") == events >= 3
+    assert signed_at - 1 <= value(after, "satuid_audit_checkpoint_timestamp_seconds") <= time.time()
+    if not postgres:
+        assert not [name for name, _ in after if name.startswith("satuid_audit_partitions")]
+        return
+
+    # The checkpointer made this month's partition and the next two: they end where the fourth
+    # month begins.
+    today = dt.datetime.now(dt.UTC).date()
+    months = today.year * 12 + today.month - 1 + 3
+    end = dt.datetime(months // 12, months % 12 + 1, 1, tzinfo=dt.UTC)
+    assert value(after, "satuid_audit_partitions_end_timestamp_seconds") == end.timestamp()
+    assert value(after, "satuid_audit_default_partition_rows") == 0
+    with app.app_context(), unit_of_work() as session:
+        session.connection().execute(AuditEvent.__table__.insert().values(
+            at=end + dt.timedelta(days=40), event="late", actor="system", details={}))
+        session.execute(sa.text("SELECT pg_stat_force_next_flush()"))  # counted when it commits
+    assert value(scrape(client), "satuid_audit_default_partition_rows") == 1
 
 
 # ---- gunicorn, two workers -----------------------------------------------------------------------
