@@ -443,7 +443,7 @@ def partition_name(month: dt.date) -> str:
     return f"audit_event_{month.year}_{month.month:02d}"
 
 
-_PARTITION_NAME = re.compile(r"audit_event_(\d{4})_(\d{2})")
+_PARTITION_NAME = re.compile(r"audit_event_(\d{4})_(0[1-9]|1[0-2])")
 
 
 def partitions_end(conn: Connection) -> dt.datetime | None:

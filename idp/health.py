@@ -4,21 +4,26 @@ from __future__ import annotations
 
 import dataclasses
 import hmac
+import logging
 
 from flask import Blueprint, Response, abort, current_app, jsonify, request
 from sqlalchemy import func, select, text
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from idp import audit
 from idp.db import get_engine, get_session
+from idp.errors import UNAVAILABLE
 from idp.metrics import CONTENT_TYPE, AuditLogState, DatabaseGauges, exposition
-from idp.models import AuditCheckpoint, OutboxMessage
+from idp.models import AuditCheckpoint, LogoutDelivery, OutboxMessage
 from idp.store import get_store
 
+log = logging.getLogger(__name__)
 bp = Blueprint("health", __name__)
 
 #: The outbox's statuses a scrape counts: few rows, found through ``ix_outbox_message_due``.
 OUTBOX_WAITING = ("pending", "sending", "failed")
+#: The back-channel logouts' statuses a scrape counts, found through the index on ``status``.
+LOGOUTS_WAITING = ("pending", "retry", "failed")
 
 
 @bp.get("/healthz")
@@ -44,11 +49,15 @@ def metrics() -> Response:
     """Prometheus metrics, behind a bearer token when IDP_METRICS_TOKEN is set.
 
     Counters and histograms come from every worker's files (``idp.metrics``); the few gauges that
-    need the database read an index or the planner's statistics, never a large table: the outbox
-    by its status index, without the ``sent`` rows (``satuid_outbox_sends_total`` counts those),
-    and the citizens as PostgreSQL estimates them; the audit log's newest checkpoint by its primary
-    key, and its partitions from the catalog and the statistics collector. Audit events and ratings
-    are counted as they are written, so no scrape groups or reads those tables."""
+    need the database read an index, the catalog or PostgreSQL's statistics, never a large table:
+    the outbox and the back-channel logouts by their status indexes, without the rows done with
+    (the ``_total`` counters count those), the citizens as PostgreSQL estimates them, the audit
+    log's newest checkpoint by its primary key, and its partitions from the catalog and the
+    statistics. Audit events and ratings are counted as they are written, so no scrape groups or
+    reads those tables.
+
+    With the database unreachable (or its pool exhausted) the scrape still answers: the counters
+    without the database's gauges, and ``satuid_database_up 0``. That is when they matter most."""
     token = current_app.config["IDP"].metrics_token
     if token:
         given = request.headers.get("Authorization", "").removeprefix("Bearer ")
@@ -56,12 +65,24 @@ def metrics() -> Response:
             abort(401)
 
     s = get_session()
-    counts = {status: count for status, count in s.execute(
-        select(OutboxMessage.status, func.count()).where(OutboxMessage.status.in_(OUTBOX_WAITING))
-        .group_by(OutboxMessage.status))}
-    outbox = {status: counts.get(status, 0) for status in OUTBOX_WAITING}
-    gauges = DatabaseGauges(outbox, _citizens_estimate(s), _audit_log_state(s))
+    try:
+        gauges = DatabaseGauges(
+            _waiting(s, OutboxMessage.status, OUTBOX_WAITING),
+            _waiting(s, LogoutDelivery.status, LOGOUTS_WAITING),
+            _citizens_estimate(s), _audit_log_state(s))
+    except UNAVAILABLE as e:
+        s.rollback()
+        log.warning("/metrics without the database's gauges: %s", type(e).__name__)
+        gauges = DatabaseGauges.unreachable()
     return Response(exposition(gauges), content_type=CONTENT_TYPE)
+
+
+def _waiting(s: Session, status: InstrumentedAttribute[str], statuses: tuple[str, ...]
+             ) -> dict[str, int]:
+    """Rows of each of ``statuses``, counted through the index on ``status``."""
+    counts: dict[str, int] = dict(s.execute(select(status, func.count()).where(status.in_(statuses))
+                            .group_by(status)).all())
+    return {name: counts.get(name, 0) for name in statuses}
 
 
 def _citizens_estimate(s: Session) -> float | None:
@@ -73,11 +94,13 @@ def _citizens_estimate(s: Session) -> float | None:
     return float(estimate) if estimate is not None and estimate >= 0 else None
 
 
-
 def _audit_log_state(s: Session) -> AuditLogState:
     """The newest checkpoint (one row by the primary key) and, on PostgreSQL, where the monthly
-    partitions end (the catalog) and how many events fell into the default one (the statistics
-    collector's live-row count, which lags a second or so): nothing here reads ``audit_event``."""
+    partitions end (the catalog) and how many events fell into the default one: nothing here reads
+    ``audit_event``. The default partition's rows are the larger of the live-row count (current
+    within a second of a commit, but zero again after a crash or a failover to a standby) and the
+    planner's estimate (kept in the catalog, replicated, refreshed by autovacuum's ANALYZE). A count
+    would read through every dead row a move out of it leaves until vacuum."""
     newest = s.execute(select(AuditCheckpoint.tree_size, AuditCheckpoint.at)
                        .order_by(AuditCheckpoint.tree_size.desc()).limit(1)).first()
     state = AuditLogState(checkpoint_size=newest.tree_size, checkpoint_at=newest.at.timestamp()) \
@@ -85,8 +108,10 @@ def _audit_log_state(s: Session) -> AuditLogState:
     if s.get_bind().dialect.name != "postgresql":
         return state
     end = audit.partitions_end(s.connection())
-    default_rows = s.scalar(text("SELECT n_live_tup FROM pg_stat_user_tables "
-                                 "WHERE relid = to_regclass('audit_event_default')"))
+    default_rows = s.scalar(text(
+        "SELECT greatest(s.n_live_tup, c.reltuples) FROM pg_class c "
+        "JOIN pg_stat_user_tables s ON s.relid = c.oid "
+        "WHERE c.oid = to_regclass('audit_event_default')"))
     return dataclasses.replace(
         state, partitions_end=end.timestamp() if end is not None else None,
         default_partition_rows=float(default_rows) if default_rows is not None else None)

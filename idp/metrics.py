@@ -191,16 +191,29 @@ class AuditLogState:
 
 class DatabaseGauges:
     """Gauges read from the database at scrape time (the caller reads them through an index, the
-    catalog or the planner's and the statistics collector's counts, never by scanning a large
-    table)."""
+    catalog or PostgreSQL's statistics, never by scanning a large table), and whether it could."""
 
-    def __init__(self, outbox: Mapping[str, int], citizens_estimate: float | None,
-                 audit_log: AuditLogState = AuditLogState()) -> None:
+    def __init__(self, outbox: Mapping[str, int], logouts: Mapping[str, int],
+                 citizens_estimate: float | None, audit_log: AuditLogState = AuditLogState(),
+                 reachable: bool = True) -> None:
         self.outbox = outbox
+        self.logouts = logouts
         self.citizens_estimate = citizens_estimate
         self.audit_log = audit_log
+        self.reachable = reachable
+
+    @classmethod
+    def unreachable(cls) -> DatabaseGauges:
+        return cls({}, {}, None, reachable=False)
 
     def collect(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(
+            "satuid_database_up",
+            "1 when this scrape could read the database's gauges, 0 when the database was "
+            "unreachable or its pool exhausted (the gauges read from it are missing then).",
+            value=1 if self.reachable else 0)
+        if not self.reachable:
+            return
         outbox = GaugeMetricFamily(
             "satuid_outbox_messages",
             "Outbox messages waiting (pending), being sent (sending) or given up on (failed); "
@@ -208,6 +221,14 @@ class DatabaseGauges:
         for status, count in self.outbox.items():
             outbox.add_metric([status], count)
         yield outbox
+        logouts = GaugeMetricFamily(
+            "satuid_backchannel_logouts_waiting",
+            "Back-channel logout tokens waiting for a first attempt (pending) or a retry (retry), "
+            "or given up on (failed); delivered ones are counted by "
+            "satuid_backchannel_logouts_total.", labels=["status"])
+        for status, count in self.logouts.items():
+            logouts.add_metric([status], count)
+        yield logouts
         if self.citizens_estimate is not None:
             yield GaugeMetricFamily(
                 "satuid_citizens_estimate",
@@ -232,8 +253,9 @@ class DatabaseGauges:
         if log.default_partition_rows is not None:
             yield GaugeMetricFamily(
                 "satuid_audit_default_partition_rows",
-                "Audit events in audit_event_default, as PostgreSQL's statistics count them "
-                "(n_live_tup): above 0, a month's partition was missing when they were written.",
+                "Audit events in audit_event_default, as PostgreSQL's statistics count them (the "
+                "larger of n_live_tup and reltuples): above 0, a month's partition was missing "
+                "when they were written.",
                 value=log.default_partition_rows)
 
 

@@ -131,12 +131,16 @@ def test_a_scrape_reads_only_indexes_the_catalog_and_statistics(app: Flask, clie
     tables = {t for statement, _ in statements
               for t in re.findall(r'\b(?:FROM|JOIN)\s+"?(\w+)', statement, flags=re.IGNORECASE)}
     postgres = engine.dialect.name == "postgresql"
-    assert tables == {"outbox_message", "audit_checkpoint"} | (
+    assert tables == {"outbox_message", "oidc_logout_delivery", "audit_checkpoint"} | (
         {"pg_class", "pg_inherits", "pg_stat_user_tables"} if postgres else set())
-    indexes = {"outbox_message": "ix_outbox_message_due",
-               "audit_checkpoint": "pk_audit_checkpoint" if postgres else "sqlite_autoindex_audit_checkpoint"}
-    for table, index in indexes.items():
-        (statement, parameters), = [(s, p) for s, p in statements if table in s]
+    # Each table by its index. On SQLite, a search of the index; the newest checkpoint is the
+    # first entry of its primary key's index read backwards (LIMIT 1).
+    indexes = {"outbox_message": ("ix_outbox_message_due", "SEARCH"),
+               "oidc_logout_delivery": ("ix_oidc_logout_delivery_status", "SEARCH"),
+               "audit_checkpoint": ("pk_audit_checkpoint" if postgres
+                                    else "sqlite_autoindex_audit_checkpoint", "SCAN")}
+    for table, (index, sqlite_step) in indexes.items():
+        (statement, parameters), = [(s, p) for s, p in statements if f"FROM {table}" in s]
         with engine.connect() as conn:
             if postgres:
                 # Forbid sequential scans: the plan must then show that an index can answer.
@@ -147,7 +151,9 @@ def test_a_scrape_reads_only_indexes_the_catalog_and_statistics(app: Flask, clie
             else:
                 plan = "\n".join(row[-1] for row in conn.exec_driver_sql(
                     "EXPLAIN QUERY PLAN " + statement, parameters))
-                assert index in plan and "USING" in plan, plan
+                assert plan.startswith(f"{sqlite_step} {table} USING") and index in plan, plan
+    if not postgres:
+        assert "LIMIT" in next(s for s, _ in statements if "FROM audit_checkpoint" in s)
 
 
 def test_the_audit_logs_checkpoint_and_partitions_are_gauged(app: Flask, client: FlaskClient) -> None:
@@ -179,6 +185,7 @@ def test_the_audit_logs_checkpoint_and_partitions_are_gauged(app: Flask, client:
     months = today.year * 12 + today.month - 1 + 3
     end = dt.datetime(months // 12, months % 12 + 1, 1, tzinfo=dt.UTC)
     assert value(after, "satuid_audit_partitions_end_timestamp_seconds") == end.timestamp()
+    assert ("satuid_audit_default_partition_rows", frozenset()) in after  # present, and 0
     assert value(after, "satuid_audit_default_partition_rows") == 0
     with app.app_context(), unit_of_work() as session:
         session.connection().execute(AuditEvent.__table__.insert().values(

@@ -26,6 +26,7 @@ from idp.oidc import clients
 from tests.conftest import REQUIRE_SERVICES, TEST_SETTINGS, Factory, make_app, migrate
 from tests.oidc_rp import Portal, query, register_portal
 from tests.servers import PG_BIN, OwnPostgres, OwnRedis
+from tests.test_metrics import parse, value
 
 
 @pytest.fixture
@@ -248,9 +249,18 @@ def test_postgres_down_then_back(services: tuple[OwnPostgres, OwnRedis], outage_
     assert info_r.status_code == 503 and info_r.headers["Retry-After"]
     health = client.get("/healthz")
     assert health.status_code == 503 and health.get_json()["checks"]["database"] == "unavailable"
+    # The scrape still answers, with the outage in it: the alerts need it most now.
+    scraped = client.get("/metrics")
+    assert scraped.status_code == 200
+    samples = parse(scraped.get_data(as_text=True))
+    assert value(samples, "satuid_database_up") == 0
+    assert value(samples, "satuid_http_request_duration_seconds_count", endpoint="oidc.token",
+                 status="5xx") >= 1
+    assert not [name for name, _ in samples if name == "satuid_outbox_messages"]  # not read
 
     postgres.start()
     assert client.get("/healthz").status_code == 200
+    assert value(parse(client.get("/metrics").get_data(as_text=True)), "satuid_database_up") == 1
     assert durable(outage_app) == before  # nothing half-written while it was down
     # The SSO session lived in Redis: the portal signs the citizen in again without a login.
     again = client.get(portal.authorize_url(prompt="none"))
