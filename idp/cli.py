@@ -198,7 +198,8 @@ def verification_source() -> Iterator[Engine]:
     if not settings.audit_verify_database_url:
         yield get_engine()
         return
-    engine = make_engine(settings.audit_verify_database_url, settings.db_ping_after_idle_ms / 1000)
+    engine = make_engine(settings.audit_verify_database_url, settings.db_ping_after_idle_ms / 1000,
+                         settings.db_prepare_threshold)
     try:
         yield engine
     finally:

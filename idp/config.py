@@ -59,6 +59,9 @@ class Settings:
     argon2_concurrency: int
     argon2_wait_seconds: int
     db_ping_after_idle_ms: int  # a pooled connection idle this long is pinged before use
+    # psycopg prepares a statement a connection has run this many times; None never (a pooler in
+    # transaction mode that does not track prepared statements: PgBouncer before 1.21)
+    db_prepare_threshold: int | None
     session_idle_seconds: int
     session_absolute_seconds: int
     login_max_failures: int
@@ -156,6 +159,8 @@ def load_settings(overrides: dict[str, str] | None = None) -> Settings:
         argon2_concurrency=number("ARGON2_CONCURRENCY", 1),
         argon2_wait_seconds=number("ARGON2_WAIT_SECONDS", 10),
         db_ping_after_idle_ms=number("DB_PING_AFTER_IDLE_MS", 1000),
+        db_prepare_threshold=None if get("DB_PREPARE_THRESHOLD", "5") == "off"
+        else number("DB_PREPARE_THRESHOLD", 5),
         session_idle_seconds=number("SESSION_IDLE_SECONDS", 30 * 60),
         session_absolute_seconds=number("SESSION_ABSOLUTE_SECONDS", 12 * 3600),
         login_max_failures=number("LOGIN_MAX_FAILURES", 5),
@@ -198,6 +203,8 @@ def load_settings(overrides: dict[str, str] | None = None) -> Settings:
         raise ConfigError("IDP_ARGON2_CONCURRENCY must be at least 1")
     if settings.db_ping_after_idle_ms < 0:
         raise ConfigError("IDP_DB_PING_AFTER_IDLE_MS must not be negative")
+    if settings.db_prepare_threshold is not None and settings.db_prepare_threshold < 0:
+        raise ConfigError("IDP_DB_PREPARE_THRESHOLD must be a whole number from 0, or off")
     if settings.argon2_wait_seconds < 0:
         raise ConfigError("IDP_ARGON2_WAIT_SECONDS must not be negative")
     if environment == "production":

@@ -20,10 +20,14 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 
 
-def make_engine(url: str, ping_after_idle: float) -> Engine:
+def make_engine(url: str, ping_after_idle: float, prepare_threshold: int | None = 5) -> Engine:
     """``ping_after_idle``: a pooled connection returned less than this many seconds ago is handed
     out without a ping (``IDP_DB_PING_AFTER_IDLE_MS``; 0 pings on every checkout, as
-    ``pool_pre_ping`` does)."""
+    ``pool_pre_ping`` does). ``prepare_threshold``: psycopg prepares a statement on the server once
+    a connection has run it this many times, which spares PostgreSQL its planning on the hot path;
+    None never does (``IDP_DB_PREPARE_THRESHOLD=off``), for a pooler that hands each transaction
+    another server connection and does not carry prepared statements across (PgBouncer before
+    1.21, or without ``max_prepared_statements``)."""
     kwargs: dict[str, Any] = {}
     # Statement parameters (a NIK, a phone number, a message with a code) never appear in an
     # exception's text, and so never in a logged traceback.
@@ -32,7 +36,8 @@ def make_engine(url: str, ping_after_idle: float) -> Engine:
         # Several gunicorn workers share the file: wait for the lock instead of failing.
         kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
     else:
-        kwargs.update(pool_size=10, max_overflow=10)
+        kwargs.update(pool_size=10, max_overflow=10,
+                      connect_args={"prepare_threshold": prepare_threshold})
     engine = create_engine(url, **kwargs)
     if not url.startswith("sqlite"):
         _ping_idle_connections(engine, ping_after_idle)
@@ -91,7 +96,8 @@ def _ping_idle_connections(engine: Engine, window: float) -> None:
 
 def init_app(app: Flask) -> sessionmaker[Session]:
     settings = app.config["IDP"]
-    engine = make_engine(settings.database_url, settings.db_ping_after_idle_ms / 1000)
+    engine = make_engine(settings.database_url, settings.db_ping_after_idle_ms / 1000,
+                         settings.db_prepare_threshold)
     maker = sessionmaker(engine, expire_on_commit=False)
     # What the work queued for its commit (audit rows, back-channel logouts, after_commit callbacks)
     # goes with a rollback.

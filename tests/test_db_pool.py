@@ -141,3 +141,29 @@ def test_a_failure_at_commit_answers_503(never_ping: Flask) -> None:
                     auth=(other["client_id"], other["secret"]))
     assert r.status_code == 503, r.get_data(as_text=True)
     assert r.get_json()["error"] == "temporarily_unavailable"
+
+
+@pytest.mark.parametrize("threshold, prepared", [("5", True), ("off", False)])
+def test_statements_are_prepared_unless_a_pooler_needs_them_not(
+        backend: dict[str, str], threshold: str, prepared: bool) -> None:
+    """By default a statement run often is prepared on the server (no planning on the hot path);
+    with ``IDP_DB_PREPARE_THRESHOLD=off`` none is, for a pooler that would send the next
+    transaction's EXECUTE to a server connection that never saw the PREPARE."""
+    app = make_app({**backend, "IDP_DB_PREPARE_THRESHOLD": threshold}, TESTING=True)
+    citizen = Factory(app).citizen()
+    try:
+        with engine_of(app).connect() as conn:
+            for _ in range(8):
+                conn.execute(text("SELECT nik FROM citizen WHERE id = :id"), {"id": citizen.id})
+            names = conn.execute(text("SELECT statement FROM pg_prepared_statements")).scalars().all()
+        assert any("FROM citizen WHERE id" in name for name in names) == prepared, names
+    finally:
+        engine_of(app).dispose()
+
+
+def test_a_prepare_threshold_that_is_not_a_number_is_refused(backend: dict[str, str]) -> None:
+    from idp.config import ConfigError
+
+    for wrong in ("never", "-1"):
+        with pytest.raises(ConfigError, match="IDP_DB_PREPARE_THRESHOLD"):
+            make_app({**backend, "IDP_DB_PREPARE_THRESHOLD": wrong})
