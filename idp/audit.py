@@ -4,7 +4,8 @@ An event joins the unit of work that caused it and is inserted when that work co
 that waits on no other writer: a request that fails leaves no audit row of what it did not do.
 
 A checkpointer (``flask audit checkpoint``; one at a time, by an advisory lock) gives each new event
-the next leaf index and its leaf hash, SHA-256(0x00 || the event's canonical JSON), stores the hash of
+the next leaf index and its leaf hash, SHA-256(0x00 || the event's canonical JSON, a random salt of
+its own included, so that a leaf hash seen in a proof cannot be matched against guesses), stores the hash of
 every complete aligned subtree of 256 leaves and above (``audit_node``), and signs a checkpoint (tree
 size, root hash, time) with a key of its own that the web workers never hold. Changing, deleting or
 reordering an event already in the tree changes a root that was signed and published; ``verify``
@@ -22,6 +23,7 @@ import datetime as dt
 import fcntl
 import json
 import re
+import secrets
 import time
 import uuid
 from collections import Counter
@@ -44,6 +46,7 @@ from idp.signed_note import Checkpoint, Signer, Verifier
 
 STORED_LEVEL = 8  # audit_node keeps subtrees of 2**8 = 256 leaves and up
 BLOCK = 1 << STORED_LEVEL
+SALT_BYTES = 16  # each event's random salt, which its leaf commits to
 _CHECKPOINT_LOCK = 0x5A7D_A0D2  # PostgreSQL advisory lock id: one checkpointer at a time
 _VERIFY_QUEUE_LOCK = 0x5A7D_A0D3  # requests and claims of verifications, one at a time
 _VERIFIER_LOCK = 0x5A7D_A0D4  # held by the one verification running (PostgreSQL)
@@ -87,6 +90,7 @@ def _queue(event: str, actor: str, citizen_id: uuid.UUID | str | None, client_id
         "at": now.replace(microsecond=(now.microsecond // 1000) * 1000),
         "event": event, "actor": actor, "citizen_id": str(citizen_id) if citizen_id else None,
         "client_id": client_id, "ip": client_ip(), "details": details,
+        "salt": secrets.token_bytes(SALT_BYTES),
     }
     if release:
         row[_RELEASE] = True
@@ -122,7 +126,7 @@ def write_pending(session: Session) -> None:
     if conn.dialect.name == "postgresql" and len(rows) == 1:
         conn.execute(_WRITE_ONE_POSTGRESQL, {**rows[0], "details": json.dumps(rows[0]["details"])})
     elif conn.dialect.name == "postgresql":
-        columns = ("at", "event", "actor", "citizen_id", "client_id", "ip")
+        columns = ("at", "event", "actor", "citizen_id", "client_id", "ip", "salt")
         params: dict[str, Any] = {c: [row[c] for row in rows] for c in columns}
         params["details"] = [json.dumps(row["details"]) for row in rows]
         conn.execute(_WRITE_POSTGRESQL, params)
@@ -147,17 +151,17 @@ _RELEASES_OF_EV = """
     FROM ev WHERE event = '""" + RELEASE_EVENT + "'"
 _WRITE_POSTGRESQL = text("""
     WITH ev AS (
-        INSERT INTO audit_event (at, event, actor, citizen_id, client_id, ip, details)
+        INSERT INTO audit_event (at, event, actor, citizen_id, client_id, ip, details, salt)
         SELECT * FROM unnest(CAST(:at AS timestamptz[]), CAST(:event AS varchar[]),
                              CAST(:actor AS varchar[]), CAST(:citizen_id AS varchar[]),
                              CAST(:client_id AS varchar[]), CAST(:ip AS varchar[]),
-                             CAST(:details AS json[]))
+                             CAST(:details AS json[]), CAST(:salt AS bytea[]))
         RETURNING id, at, event, citizen_id, client_id, details)""" + _RELEASES_OF_EV)
 _WRITE_ONE_POSTGRESQL = text("""
     WITH ev AS (
-        INSERT INTO audit_event (at, event, actor, citizen_id, client_id, ip, details)
+        INSERT INTO audit_event (at, event, actor, citizen_id, client_id, ip, details, salt)
         VALUES (CAST(:at AS timestamptz), :event, :actor, :citizen_id, :client_id, :ip,
-                CAST(:details AS json))
+                CAST(:details AS json), :salt)
         RETURNING id, at, event, citizen_id, client_id, details)""" + _RELEASES_OF_EV)
 
 
@@ -167,18 +171,22 @@ def init_app(maker: sessionmaker[Session]) -> None:
 
 def leaf_data(row: Any) -> bytes:
     """The event as its leaf commits to it: canonical JSON of every field, its id included (so a
-    citizen holding a proof knows which event it is about)."""
+    citizen holding a proof knows which event it is about), and its salt (hex) when it has one:
+    events written before salts keep the leaves they had."""
+    fields = {
+        "id": row.id,
+        "at": row.at.isoformat(),
+        "event": row.event,
+        "actor": row.actor,
+        "citizen_id": row.citizen_id,
+        "client_id": row.client_id,
+        "ip": row.ip,
+        "details": row.details,
+    }
+    if row.salt is not None:
+        fields["salt"] = bytes(row.salt).hex()
     return json.dumps(
-        {
-            "id": row.id,
-            "at": row.at.isoformat(),
-            "event": row.event,
-            "actor": row.actor,
-            "citizen_id": row.citizen_id,
-            "client_id": row.client_id,
-            "ip": row.ip,
-            "details": row.details,
-        },
+        fields,
         sort_keys=True,
         separators=(",", ":"),
         ensure_ascii=False,

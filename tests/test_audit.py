@@ -144,6 +144,46 @@ def test_verify_finds_a_modified_event(app: Flask) -> None:
     assert f"broken at row {third}" in output and "does not match its leaf hash" in output
 
 
+def test_leaves_are_salted_so_a_leaf_hash_cannot_be_matched_against_guesses(app: Flask) -> None:
+    """Two events alike in every field a guesser could know get unrelated leaves: each commits to
+    128 random bits of its own. An event written before salts (none stored) keeps its leaf."""
+    at = dt.datetime(2026, 11, 24, 9, 30, tzinfo=dt.UTC)
+    with app.app_context():
+        with unit_of_work():
+            audit.append("login", actor="citizen:x", citizen_id=None)
+            audit.append("login", actor="citizen:x", citizen_id=None)
+        with unit_of_work() as session:
+            session.connection().execute(AuditEvent.__table__.insert().values(
+                at=at, event="login", actor="citizen:x", details={}))  # as an earlier release wrote
+    checkpoint(app)
+    with app.app_context():
+        rows = list(get_session().scalars(select(AuditEvent).order_by(AuditEvent.id)))
+        first, second, old = (json.loads(audit.leaf_data(row)) for row in rows)
+        salts = [row.salt for row in rows]
+    assert len(salts[0]) == len(salts[1]) == audit.SALT_BYTES and salts[0] != salts[1]
+    assert first["salt"] == salts[0].hex() and second["salt"] == salts[1].hex()
+    assert {k: v for k, v in first.items() if k not in ("id", "at", "salt")} == \
+        {k: v for k, v in second.items() if k not in ("id", "at", "salt")}
+    assert "salt" not in old and salts[2] is None
+    # Knowing every other field of the first event does not give its leaf.
+    unsalted = {k: v for k, v in first.items() if k != "salt"}
+    guess = json.dumps(unsalted, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    assert merkle.leaf_hash(guess) != bytes(rows[0].leaf_hash)
+    code, output = verify(app)
+    assert code == 0, output
+
+
+def test_verify_finds_a_changed_salt(app: Flask) -> None:
+    write_events(app, 4)
+    checkpoint(app)
+    second = leaf_ids(app)[1]
+    with app.extensions["idp.engine"].begin() as conn:
+        conn.execute(update(AuditEvent).where(AuditEvent.id == second).values(salt=bytes(16)))
+    code, output = verify(app)
+    assert code == 1
+    assert f"broken at row {second}" in output and "does not match its leaf hash" in output
+
+
 def test_verify_finds_a_modified_event_whose_leaf_hash_was_forged_too(app: Flask) -> None:
     write_events(app, 6)
     checkpoint(app)

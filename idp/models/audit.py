@@ -34,6 +34,9 @@ class AuditEvent(Base):
     client_id: Mapped[str | None] = mapped_column(String(100), nullable=True)
     ip: Mapped[str | None] = mapped_column(String(45), nullable=True)
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # 128 random bits the leaf commits to, so that a leaf hash seen in a proof cannot be matched
+    # against guessed fields; None for events written before salts (their leaves had none).
+    salt: Mapped[bytes | None] = mapped_column(LargeBinary(16), nullable=True)
     leaf_index: Mapped[int | None] = mapped_column(BigInteger, index=True, nullable=True)
     leaf_hash: Mapped[bytes | None] = mapped_column(LargeBinary(32), nullable=True)
 
