@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import secrets
 import sys
 import tempfile
 import time
@@ -37,7 +38,7 @@ def fill(engine: sa.Engine, events: int) -> None:
     the checkpointer never reads them)."""
     from idp.models import AuditEvent
 
-    columns = ("at", "event", "actor", "citizen_id", "client_id", "ip", "details")
+    columns = ("at", "event", "actor", "citizen_id", "client_id", "ip", "details", "salt")
     table = AuditEvent.__tablename__
     now = dt.datetime.now(dt.UTC)
     # An SSO flow's three: the code issued, the ID token's release, the userinfo release.
@@ -56,7 +57,7 @@ def fill(engine: sa.Engine, events: int) -> None:
                     citizen = str(uuid.uuid4())
                     event, details = kinds[(done + i) % 3]
                     copy.write_row((now, event, f"citizen:{citizen}", citizen, "portal-pajak",
-                                    "203.0.113.7", details))
+                                    "203.0.113.7", details, secrets.token_bytes(16)))
             raw.commit()
             done += n
 

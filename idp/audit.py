@@ -169,10 +169,10 @@ def init_app(maker: sessionmaker[Session]) -> None:
     event.listen(maker, "before_commit", write_pending)
 
 
-def leaf_data(row: Any) -> bytes:
+def leaf_data(row: Any, salt: bytes | None = None) -> bytes:
     """The event as its leaf commits to it: canonical JSON of every field, its id included (so a
-    citizen holding a proof knows which event it is about), and its salt (hex) when it has one:
-    events written before salts keep the leaves they had."""
+    citizen holding a proof knows which event it is about), and its salt (hex; ``salt``, or the
+    row's) when it has one: events folded before salts keep the leaves they had."""
     fields = {
         "id": row.id,
         "at": row.at.isoformat(),
@@ -183,8 +183,9 @@ def leaf_data(row: Any) -> bytes:
         "ip": row.ip,
         "details": row.details,
     }
-    if row.salt is not None:
-        fields["salt"] = bytes(row.salt).hex()
+    salt = salt if salt is not None else row.salt
+    if salt is not None:
+        fields["salt"] = bytes(salt).hex()
     return json.dumps(
         fields,
         sort_keys=True,
@@ -390,34 +391,42 @@ def _nodes_beyond(size: int) -> Select[int, int]:
 # else in a pass. The batch's bounds keep the join to the waiting events of its partitions (the
 # pending index), whatever the planner guesses; without them it chose to scan the whole log.
 _PLACE_POSTGRESQL = text("""
-    UPDATE audit_event AS e SET leaf_index = v.leaf_index, leaf_hash = v.leaf_hash
+    UPDATE audit_event AS e SET leaf_index = v.leaf_index, leaf_hash = v.leaf_hash,
+                                salt = coalesce(e.salt, v.salt)
     FROM unnest(CAST(:ids AS bigint[]), CAST(:ats AS timestamptz[]), CAST(:indexes AS bigint[]),
-                CAST(:hashes AS bytea[])) AS v(id, at, leaf_index, leaf_hash)
+                CAST(:hashes AS bytea[]), CAST(:salts AS bytea[])) AS v(id, at, leaf_index, leaf_hash,
+                                                                        salt)
     WHERE e.id = v.id AND e.at = v.at AND e.leaf_index IS NULL
       AND e.id BETWEEN :lowest AND :highest AND e.at BETWEEN :earliest AND :latest""")
 _FOLDED_AMONG = text("""
     SELECT id FROM audit_event WHERE id BETWEEN :lowest AND :highest
       AND id = ANY(CAST(:ids AS bigint[])) AND leaf_index IS NOT NULL LIMIT 1""")
 _PLACE = (update(AuditEvent).where(AuditEvent.id == bindparam("b_id"))
-          .values(leaf_index=bindparam("b_index"), leaf_hash=bindparam("b_hash"))
+          .values(leaf_index=bindparam("b_index"), leaf_hash=bindparam("b_hash"),
+                  salt=func.coalesce(AuditEvent.salt, bindparam("b_salt")))
           .execution_options(synchronize_session=False))
 
 
 def _fold(conn: Connection, tree: Tree, head: int, rows: Sequence[Any]) -> int:
     """Give ``rows`` leaf indexes from ``head`` on, and store the subtrees they complete. The hashes
     computed here go to ``tree`` as they are: of the stored leaves only those of the first block
-    that precede ``head`` are read."""
-    hashes = [merkle.leaf_hash(leaf_data(row)) for row in rows]
+    that precede ``head`` are read.
+
+    An event that came without a salt (written by a worker of the release before, during a rolling
+    upgrade) is given one here, with its leaf: no event enters the tree unsalted any more."""
+    # Only the new salts are sent back (None where the row has its own): most rows have one.
+    salts = [None if row.salt is not None else secrets.token_bytes(SALT_BYTES) for row in rows]
+    hashes = [merkle.leaf_hash(leaf_data(row, salt)) for row, salt in zip(rows, salts, strict=True)]
     if conn.dialect.name == "postgresql":
         updated = rowcount(conn.execute(_PLACE_POSTGRESQL, {
             "ids": [row.id for row in rows], "ats": [row.at for row in rows],
-            "indexes": list(range(head, head + len(rows))), "hashes": hashes,
+            "indexes": list(range(head, head + len(rows))), "hashes": hashes, "salts": salts,
             "lowest": rows[0].id, "highest": rows[-1].id,  # ``rows`` come in id order
             "earliest": min(row.at for row in rows), "latest": max(row.at for row in rows)}))
     else:
         updated = rowcount(conn.execute(_PLACE, [
-            {"b_id": row.id, "b_index": head + offset, "b_hash": leaf}
-            for offset, (row, leaf) in enumerate(zip(rows, hashes, strict=True))]))
+            {"b_id": row.id, "b_index": head + offset, "b_hash": leaf, "b_salt": salt}
+            for offset, (row, leaf, salt) in enumerate(zip(rows, hashes, salts, strict=True))]))
     if updated != len(rows):  # the hashes are not read back: each row must have taken its own
         raise TamperedLog(f"events changed or vanished while being folded ({updated} of "
                           f"{len(rows)} took their leaf)")

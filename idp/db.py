@@ -24,7 +24,7 @@ def make_engine(url: str, ping_after_idle: float, prepare_threshold: int | None 
     """``ping_after_idle``: a pooled connection returned less than this many seconds ago is handed
     out without a ping (``IDP_DB_PING_AFTER_IDLE_MS``; 0 pings on every checkout, as
     ``pool_pre_ping`` does). ``prepare_threshold``: psycopg prepares a statement on the server once
-    a connection has run it this many times, which spares PostgreSQL its planning on the hot path;
+    a connection has run it this many times, which spares PostgreSQL parsing and analysing it;
     None never does (``IDP_DB_PREPARE_THRESHOLD=off``), for a pooler that hands each transaction
     another server connection and does not carry prepared statements across (PgBouncer before
     1.21, or without ``max_prepared_statements``)."""

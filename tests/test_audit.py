@@ -9,6 +9,7 @@ import datetime as dt
 import json
 import multiprocessing
 import random
+import types
 from pathlib import Path
 from typing import Any
 
@@ -146,7 +147,8 @@ def test_verify_finds_a_modified_event(app: Flask) -> None:
 
 def test_leaves_are_salted_so_a_leaf_hash_cannot_be_matched_against_guesses(app: Flask) -> None:
     """Two events alike in every field a guesser could know get unrelated leaves: each commits to
-    128 random bits of its own. An event written before salts (none stored) keeps its leaf."""
+    128 random bits of its own. One written without a salt (by a worker of the release before,
+    during a rolling upgrade) is given one by the checkpointer, with its leaf."""
     at = dt.datetime(2026, 11, 24, 9, 30, tzinfo=dt.UTC)
     with app.app_context():
         with unit_of_work():
@@ -154,23 +156,36 @@ def test_leaves_are_salted_so_a_leaf_hash_cannot_be_matched_against_guesses(app:
             audit.append("login", actor="citizen:x", citizen_id=None)
         with unit_of_work() as session:
             session.connection().execute(AuditEvent.__table__.insert().values(
-                at=at, event="login", actor="citizen:x", details={}))  # as an earlier release wrote
+                at=at, event="login", actor="citizen:x", details={}))  # as the release before wrote
     checkpoint(app)
     with app.app_context():
         rows = list(get_session().scalars(select(AuditEvent).order_by(AuditEvent.id)))
-        first, second, old = (json.loads(audit.leaf_data(row)) for row in rows)
-        salts = [row.salt for row in rows]
-    assert len(salts[0]) == len(salts[1]) == audit.SALT_BYTES and salts[0] != salts[1]
-    assert first["salt"] == salts[0].hex() and second["salt"] == salts[1].hex()
+        leaves = [json.loads(audit.leaf_data(row)) for row in rows]
+    salts = [row.salt for row in rows]
+    assert all(salt is not None and len(salt) == audit.SALT_BYTES for salt in salts)
+    assert len(set(salts)) == 3
+    assert [leaf["salt"] for leaf in leaves] == [salt.hex() for salt in salts if salt]
+    first, second = leaves[0], leaves[1]
     assert {k: v for k, v in first.items() if k not in ("id", "at", "salt")} == \
         {k: v for k, v in second.items() if k not in ("id", "at", "salt")}
-    assert "salt" not in old and salts[2] is None
     # Knowing every other field of the first event does not give its leaf.
     unsalted = {k: v for k, v in first.items() if k != "salt"}
     guess = json.dumps(unsalted, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-    assert merkle.leaf_hash(guess) != bytes(rows[0].leaf_hash)
+    assert merkle.leaf_hash(guess) != bytes(rows[0].leaf_hash or b"")
     code, output = verify(app)
     assert code == 0, output
+
+
+def test_a_leaf_folded_before_salts_keeps_its_bytes() -> None:
+    """Leaves already in the tree before salts (no salt stored) are computed as they always were:
+    a changed byte would make every old checkpoint fail to verify."""
+    old = types.SimpleNamespace(
+        id=7, at=dt.datetime(2026, 1, 2, 3, 4, 5, 6000, tzinfo=dt.UTC), event="login",
+        actor="citizen:x", citizen_id="x", client_id=None, ip="203.0.113.7",
+        details={"attempt": 1}, salt=None)
+    assert audit.leaf_data(old) == (
+        b'{"actor":"citizen:x","at":"2026-01-02T03:04:05.006000+00:00","citizen_id":"x",'
+        b'"client_id":null,"details":{"attempt":1},"event":"login","id":7,"ip":"203.0.113.7"}')
 
 
 def test_verify_finds_a_changed_salt(app: Flask) -> None:

@@ -143,17 +143,18 @@ def test_a_failure_at_commit_answers_503(never_ping: Flask) -> None:
     assert r.get_json()["error"] == "temporarily_unavailable"
 
 
-@pytest.mark.parametrize("threshold, prepared", [("5", True), ("off", False)])
+@pytest.mark.parametrize("threshold, runs, prepared", [("0", 1, True), ("off", 8, False)])
 def test_statements_are_prepared_unless_a_pooler_needs_them_not(
-        backend: dict[str, str], threshold: str, prepared: bool) -> None:
-    """By default a statement run often is prepared on the server (no planning on the hot path);
-    with ``IDP_DB_PREPARE_THRESHOLD=off`` none is, for a pooler that would send the next
-    transaction's EXECUTE to a server connection that never saw the PREPARE."""
+        backend: dict[str, str], threshold: str, runs: int, prepared: bool) -> None:
+    """The threshold reaches psycopg: at 0 a statement is prepared on the server the first time
+    (psycopg's own default waits for the fifth); ``off`` prepares none however often it runs, for a
+    pooler that would send the next transaction's EXECUTE to a server connection that never saw the
+    PREPARE. ``pg_prepared_statements`` lists the prepared statements of its own session."""
     app = make_app({**backend, "IDP_DB_PREPARE_THRESHOLD": threshold}, TESTING=True)
     citizen = Factory(app).citizen()
     try:
         with engine_of(app).connect() as conn:
-            for _ in range(8):
+            for _ in range(runs):
                 conn.execute(text("SELECT nik FROM citizen WHERE id = :id"), {"id": citizen.id})
             names = conn.execute(text("SELECT statement FROM pg_prepared_statements")).scalars().all()
         assert any("FROM citizen WHERE id" in name for name in names) == prepared, names
