@@ -13,9 +13,9 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 from idp import audit
 from idp.db import get_engine, get_session
 from idp.errors import UNAVAILABLE
-from idp.metrics import CONTENT_TYPE, AuditLogState, DatabaseGauges, exposition
+from idp.metrics import CONTENT_TYPE, AuditLogState, DatabaseGauges, StoreGauge, exposition
 from idp.models import AuditCheckpoint, LogoutDelivery, OutboxMessage
-from idp.store import get_store
+from idp.store import RedisStore, get_store
 
 log = logging.getLogger(__name__)
 bp = Blueprint("health", __name__)
@@ -57,7 +57,8 @@ def metrics() -> Response:
     reads those tables.
 
     With the database unreachable (or its pool exhausted) the scrape still answers: the counters
-    without the database's gauges, and ``satuid_database_up 0``. That is when they matter most."""
+    without the database's gauges, and ``satuid_database_up 0``. That is when they matter most.
+    With Redis configured, ``satuid_store_up`` says whether it answered a PING."""
     token = current_app.config["IDP"].metrics_token
     if token:
         given = request.headers.get("Authorization", "").removeprefix("Bearer ")
@@ -74,7 +75,14 @@ def metrics() -> Response:
         s.rollback()
         log.warning("/metrics without the database's gauges: %s", type(e).__name__)
         gauges = DatabaseGauges.unreachable()
-    return Response(exposition(gauges), content_type=CONTENT_TYPE)
+    store = get_store()
+    if not isinstance(store, RedisStore):  # the embedded store is the database, gauged above
+        return Response(exposition(gauges), content_type=CONTENT_TYPE)
+    try:
+        store_up = store.ping()
+    except UNAVAILABLE:
+        store_up = False
+    return Response(exposition(gauges, StoreGauge(store_up)), content_type=CONTENT_TYPE)
 
 
 def _waiting(s: Session, status: InstrumentedAttribute[str], statuses: tuple[str, ...]

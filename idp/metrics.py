@@ -259,6 +259,21 @@ class DatabaseGauges:
                 value=log.default_partition_rows)
 
 
+class StoreGauge:
+    """Whether this scrape reached the short-lived store (Redis, or every master of a Redis
+    Cluster, ready), read with one PING a scrape (a cluster-info per master on a cluster)."""
+
+    def __init__(self, up: bool) -> None:
+        self.up = up
+
+    def collect(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(
+            "satuid_store_up",
+            "1 when this scrape reached Redis (on a cluster: every master, with the cluster whole), "
+            "0 when it did not: SSO sessions, codes and logins fail meanwhile. Only with Redis "
+            "configured; the embedded default's store is the database.", value=1 if self.up else 0)
+
+
 def multiprocess_dir() -> str | None:
     """The directory the processes of this server share their values in (under gunicorn)."""
     return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None

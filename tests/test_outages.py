@@ -126,6 +126,10 @@ def test_redis_down_then_back(services: tuple[OwnPostgres, OwnRedis], outage_app
     assert health.status_code == 503
     assert health.get_json()["checks"] == {"database": "ok", "store": "unavailable"}
     assert durable(outage_app) == before  # nothing half-written
+    scraped = client.get("/metrics")  # the outage is in the scrape, for the alerts
+    assert scraped.status_code == 200
+    samples = parse(scraped.get_data(as_text=True))
+    assert value(samples, "satuid_store_up") == 0 and value(samples, "satuid_database_up") == 1
 
     # A refresh needs only PostgreSQL and goes on. No change can be announced meanwhile, so the
     # worker keeps the portal and the signing keys for a few seconds, not for the outage, and not
@@ -171,6 +175,7 @@ def test_redis_down_then_back(services: tuple[OwnPostgres, OwnRedis], outage_app
 
     redis.start()  # the same port; it kept nothing, so the SSO session is gone
     assert client.get("/healthz").status_code == 200
+    assert value(parse(client.get("/metrics").get_data(as_text=True)), "satuid_store_up") == 1
     use()  # the store is back with a mark: what was kept blind goes
     assert len(loaded) == 4
     with outage_app.app_context():
