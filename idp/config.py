@@ -159,7 +159,7 @@ def load_settings(overrides: dict[str, str] | None = None) -> Settings:
         argon2_concurrency=number("ARGON2_CONCURRENCY", 1),
         argon2_wait_seconds=number("ARGON2_WAIT_SECONDS", 10),
         db_ping_after_idle_ms=number("DB_PING_AFTER_IDLE_MS", 1000),
-        db_prepare_threshold=None if get("DB_PREPARE_THRESHOLD", "5") == "off"
+        db_prepare_threshold=None if get("DB_PREPARE_THRESHOLD", "5").strip().lower() == "off"
         else number("DB_PREPARE_THRESHOLD", 5),
         session_idle_seconds=number("SESSION_IDLE_SECONDS", 30 * 60),
         session_absolute_seconds=number("SESSION_ABSOLUTE_SECONDS", 12 * 3600),

@@ -88,8 +88,8 @@ def metrics() -> Response:
 def _waiting(s: Session, status: InstrumentedAttribute[str], statuses: tuple[str, ...]
              ) -> dict[str, int]:
     """Rows of each of ``statuses``, counted through the index on ``status``."""
-    counts: dict[str, int] = dict(s.execute(select(status, func.count()).where(status.in_(statuses))
-                            .group_by(status)).all())
+    query = select(status, func.count()).where(status.in_(statuses)).group_by(status)
+    counts: dict[str, int] = dict(s.execute(query).all())
     return {name: counts.get(name, 0) for name in statuses}
 
 

@@ -143,7 +143,8 @@ def test_a_failure_at_commit_answers_503(never_ping: Flask) -> None:
     assert r.get_json()["error"] == "temporarily_unavailable"
 
 
-@pytest.mark.parametrize("threshold, runs, prepared", [("0", 1, True), ("off", 8, False)])
+@pytest.mark.parametrize("threshold, runs, prepared", [("0", 1, True), ("off", 8, False),
+                                                     ("OFF", 8, False)])
 def test_statements_are_prepared_unless_a_pooler_needs_them_not(
         backend: dict[str, str], threshold: str, runs: int, prepared: bool) -> None:
     """The threshold reaches psycopg: at 0 a statement is prepared on the server the first time
